@@ -1,0 +1,194 @@
+// End-to-end test app for Ingot, served with the official Inngest JS SDK.
+//
+// One file serves both SDK majors: SDK_MAJOR=3 loads `inngest-v3` (npm alias
+// of inngest@^3), SDK_MAJOR=4 loads `inngest-v4` (alias of inngest@^4). The
+// Rust harness in crates/ingot-cli/tests/support starts it with:
+//
+//   SDK_MAJOR   3 | 4
+//   PORT        listen port (binds 127.0.0.1 only)
+//   APP_ID      app id, e.g. e2e-js-v3; function slugs are `${APP_ID}-${fn id}`
+//   E2E_LOG     file that every step body / function body / onFailure handler
+//               appends one JSON line to, synchronously, so tests can count
+//               how often each body ran
+//   INNGEST_DEV=1, INNGEST_BASE_URL=http://127.0.0.1:<engine port>
+//
+// Each function's id, trigger and behaviour is listed in
+// tests/sdk-apps/README.md and must stay in step with the Rust tests.
+"use strict";
+
+const fs = require("node:fs");
+const http = require("node:http");
+
+const major = process.env.SDK_MAJOR === "4" ? 4 : process.env.SDK_MAJOR === "3" ? 3 : null;
+if (major === null) {
+  console.error(`SDK_MAJOR must be 3 or 4 (got ${JSON.stringify(process.env.SDK_MAJOR)})`);
+  process.exit(2);
+}
+const pkg = `inngest-v${major}`;
+const { Inngest, NonRetriableError, referenceFunction } = require(pkg);
+const { serve } = require(`${pkg}/node`);
+
+const appId = process.env.APP_ID || `e2e-js-v${major}`;
+const logPath = process.env.E2E_LOG || null;
+const inngest = new Inngest({ id: appId });
+
+// Appends one JSON line per body execution. Synchronous on purpose: the line
+// must be on disk before the SDK answers the engine, so a test that sees the
+// run finish also sees every line it caused.
+function record(entry) {
+  if (!logPath) return;
+  fs.appendFileSync(logPath, JSON.stringify(entry) + "\n");
+}
+
+// v3: createFunction(options, trigger, handler).
+// v4: createFunction({ ...options, triggers }, handler).
+function fn(options, trigger, handler) {
+  if (major === 4) return inngest.createFunction({ ...options, triggers: [trigger] }, handler);
+  return inngest.createFunction(options, trigger, handler);
+}
+
+// A step.run whose body logs `{fn, step, run_id, attempt}` before running.
+function loggedStep(ctx, fnId, stepId, body) {
+  return ctx.step.run(stepId, () => {
+    record({ fn: fnId, step: stepId, run_id: ctx.runId, attempt: ctx.attempt });
+    return body();
+  });
+}
+
+const child = fn({ id: "child", name: "Child" }, { event: "e2e/child" }, async ({ event }) => ({
+  doubled: event.data.n * 2,
+}));
+
+const functions = [
+  fn({ id: "hello", name: "Hello" }, { event: "e2e/hello" }, async (ctx) => {
+    const message = await loggedStep(ctx, "hello", "greet", () => "Hello " + ctx.event.data.name);
+    return { message };
+  }),
+
+  fn({ id: "memo", name: "Memo" }, { event: "e2e/memo" }, async (ctx) => {
+    const a = await loggedStep(ctx, "memo", "a", () => "A");
+    const b = await loggedStep(ctx, "memo", "b", () => "B");
+    const c = await loggedStep(ctx, "memo", "c", () => "C");
+    return [a, b, c];
+  }),
+
+  fn({ id: "parallel", name: "Parallel" }, { event: "e2e/parallel" }, async (ctx) => {
+    const [pa, pb] = await Promise.all([
+      loggedStep(ctx, "parallel", "pa", () => 1),
+      loggedStep(ctx, "parallel", "pb", () => 2),
+    ]);
+    const sum = await loggedStep(ctx, "parallel", "after", () => pa + pb);
+    return { sum };
+  }),
+
+  fn({ id: "flaky", name: "Flaky", retries: 2 }, { event: "e2e/flaky" }, async (ctx) => {
+    return await loggedStep(ctx, "flaky", "flaky-step", () => {
+      if (ctx.attempt === 0) throw new Error("flaky: failing on attempt 0");
+      return "ok";
+    });
+  }),
+
+  fn({ id: "non-retriable", name: "Non-retriable" }, { event: "e2e/nonretriable" }, async (ctx) => {
+    await loggedStep(ctx, "non-retriable", "doomed", () => {
+      throw new NonRetriableError("nope");
+    });
+    return "unreachable";
+  }),
+
+  fn({ id: "fn-error", name: "Function error", retries: 1 }, { event: "e2e/fnerror" }, async (ctx) => {
+    record({ fn: "fn-error", step: null, run_id: ctx.runId, attempt: ctx.attempt });
+    throw new Error("boom");
+  }),
+
+  fn({ id: "sleeper", name: "Sleeper" }, { event: "e2e/sleep" }, async ({ step }) => {
+    await step.sleep("nap", "2s");
+    return "woke";
+  }),
+
+  fn({ id: "waiter", name: "Waiter" }, { event: "e2e/wait" }, async ({ event, step }) => {
+    const ev = await step.waitForEvent("wait-approve", {
+      event: "e2e/approve",
+      if: "async.data.id == event.data.id",
+      timeout: event.data.timeout || "30s",
+    });
+    return { matched: ev !== null, approver: ev?.data?.by ?? null };
+  }),
+
+  child,
+
+  fn({ id: "invoker", name: "Invoker" }, { event: "e2e/invoke" }, async ({ event, step }) => {
+    return await step.invoke("call-child", { function: child, data: { n: event.data.n } });
+  }),
+
+  // referenceFunction({ functionId }) without appId resolves to
+  // `${appId}-does-not-exist` in both majors (v3 also accepts a bare string
+  // id, deprecated; v4 only accepts a function or a reference).
+  fn({ id: "invoke-missing", name: "Invoke missing" }, { event: "e2e/invoke-missing" }, async ({ step }) => {
+    try {
+      const res = await step.invoke("call-missing", {
+        function: referenceFunction({ functionId: "does-not-exist" }),
+        data: {},
+        timeout: "10s",
+      });
+      return { unexpected: res };
+    } catch (err) {
+      return { error: err.message };
+    }
+  }),
+
+  fn({ id: "sender", name: "Sender" }, { event: "e2e/send" }, async ({ step }) => {
+    await step.sendEvent("fan", [
+      { name: "e2e/fanout", data: { i: 1 } },
+      { name: "e2e/fanout", data: { i: 2 } },
+    ]);
+    return "sent";
+  }),
+
+  fn({ id: "fanout", name: "Fan-out" }, { event: "e2e/fanout" }, async ({ event }) => ({ i: event.data.i })),
+
+  fn(
+    {
+      id: "with-failure",
+      name: "With failure",
+      retries: 0,
+      onFailure: async ({ event, attempt }) => {
+        record({
+          fn: "with-failure-onfailure",
+          step: null,
+          error: event.data.error.message,
+          run_id: event.data.run_id,
+          attempt,
+        });
+        return "handled";
+      },
+    },
+    { event: "e2e/failing" },
+    async (ctx) => {
+      record({ fn: "with-failure", step: null, run_id: ctx.runId, attempt: ctx.attempt });
+      throw new Error("planned failure");
+    }
+  ),
+
+  fn({ id: "cancellable", name: "Cancellable" }, { event: "e2e/cancellable" }, async ({ step }) => {
+    await step.sleep("long", "1h");
+    return "never";
+  }),
+];
+
+const handler = serve({ client: inngest, functions });
+const server = http.createServer((req, res) => {
+  if (req.url === "/api/inngest" || req.url.startsWith("/api/inngest?")) return handler(req, res);
+  res.statusCode = 404;
+  res.end("not found");
+});
+const port = Number(process.env.PORT || 3000);
+server.listen(port, "127.0.0.1", () => {
+  console.log(`[${appId}] inngest@${require(`${pkg}`).version ?? "?"} listening on http://127.0.0.1:${port}/api/inngest`);
+});
+for (const sig of ["SIGTERM", "SIGINT"]) {
+  process.on(sig, () => {
+    server.close(() => process.exit(0));
+    // Open keep-alive connections would hold close() forever.
+    setTimeout(() => process.exit(0), 500).unref();
+  });
+}
