@@ -1,1 +1,18 @@
-//! placeholder
+//! Ingot's pure domain: ids, the run state machine, retry backoff, trigger
+//! matching and expressions, and the events a run's lifecycle emits.
+//!
+//! **Architecture invariant:** nothing here does IO, reads a clock or draws a
+//! random number. Time and jitter come in as arguments; decisions go out as
+//! effects for the shell to commit.
+
+pub mod backoff;
+pub mod decide;
+pub mod expr;
+pub mod ids;
+pub mod lifecycle;
+pub mod matching;
+pub mod run;
+
+pub use decide::{decide, CallTarget, Decision, Effect, Input, Policy, Reply, ReplyMeta};
+pub use ids::{EventId, FunctionSlug, RunId};
+pub use run::{RunState, RunStatus};

@@ -1,1 +1,80 @@
-//! placeholder
+//! Storage: the [`Store`] trait the engine writes through, its records and
+//! write ops, an in-memory store, the SQLite store, and the conformance suite
+//! every backend must pass.
+//!
+//! **Architecture invariant:** every change the engine makes is one
+//! [`Commit`] of [`WriteOp`]s, applied atomically. Conditions (a pause still
+//! waiting, a key not yet used, a run not changed underneath us) are guards
+//! inside the commit, so backends need no locks held across calls.
+
+pub mod conformance;
+pub mod mem;
+pub mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use ingot_core::{EventId, RunId};
+
+pub use mem::MemStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// Errors a caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A guard on the run's revision failed: reload and decide again.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend could not be reached or is shutting down.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a claim returned: due items, and when the next one falls due.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub items: Vec<QueueItem>,
+    pub next_at_ms: Option<i64>,
+}
+
+/// The storage seam. Implemented by [`MemStore`] and [`SqliteStore`];
+/// a PostgreSQL store implements the same, with leases in rows.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies every op atomically. A failed revision guard fails the whole
+    /// commit with [`StoreError::Conflict`]; other guards skip their ops.
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome>;
+
+    /// Claims up to `limit` items due at `now_ms` that nobody holds, under a
+    /// lease until they are acked (by a commit) or released.
+    async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim>;
+    /// Gives a claimed item back without acking it.
+    async fn release(&self, item: &QueueItemId);
+    /// Resolves when a commit enqueued new work.
+    fn work_notify(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
+    async fn apps(&self) -> Result<Vec<AppRecord>>;
+    async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>>;
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>>;
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>>;
+    async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>>;
+    async fn run_history(&self, id: RunId) -> Result<Vec<HistoryRecord>>;
+    async fn run_items(&self, id: RunId) -> Result<Vec<QueueItem>>;
+
+    async fn event(&self, id: EventId) -> Result<Option<StoredEvent>>;
+    async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>>;
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
+
+    async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>>;
+    async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>>;
+    async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>>;
+}

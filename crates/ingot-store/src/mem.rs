@@ -1,0 +1,287 @@
+//! An in-memory store: the reference implementation the conformance suite
+//! pins down, and a fast backend for tests.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ingot_core::{EventId, RunId};
+use tokio::sync::Notify;
+
+use crate::records::*;
+use crate::{Claim, Result, Store, StoreError};
+
+#[derive(Default)]
+struct Inner {
+    apps: BTreeMap<String, AppRecord>,
+    functions: BTreeMap<String, FunctionRecord>,
+    events: BTreeMap<EventId, StoredEvent>,
+    runs: HashMap<RunId, RunRecord>,
+    run_events: HashMap<EventId, Vec<RunId>>,
+    steps: HashMap<RunId, Vec<StepRecord>>,
+    history: HashMap<RunId, Vec<HistoryRecord>>,
+    queue: BTreeMap<QueueItemId, QueueItem>,
+    dedupe: HashMap<String, QueueItemId>,
+    inflight: HashSet<QueueItemId>,
+    pauses: BTreeMap<String, Pause>,
+    keys: HashMap<(String, String), i64>,
+}
+
+/// Everything in a mutex; commits are atomic because they hold it.
+#[derive(Default)]
+pub struct MemStore {
+    inner: Mutex<Inner>,
+    notify: Arc<Notify>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn check_revs(inner: &Inner, ops: &[WriteOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            WriteOp::UpdateRun { run, expected_rev } => {
+                let current = inner.runs.get(&run.id()).map(|r| r.rev);
+                if current != Some(*expected_rev) {
+                    return Err(StoreError::Conflict(format!("run {} changed (rev {current:?}, expected {expected_rev})", run.id())));
+                }
+            }
+            WriteOp::Guarded { then, .. } => check_revs(inner, then)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut bool) {
+    match op {
+        WriteOp::UpsertApp(app) => {
+            inner.apps.insert(app.id.clone(), app);
+        }
+        WriteOp::SyncFunctions { app_id, functions } => {
+            let keep: HashSet<String> = functions.iter().map(|f| f.slug.0.clone()).collect();
+            for f in inner.functions.values_mut() {
+                if f.app_id == app_id && !keep.contains(&f.slug.0) {
+                    f.archived = true;
+                }
+            }
+            for f in functions {
+                inner.functions.insert(f.slug.0.clone(), f);
+            }
+        }
+        WriteOp::SetAppError { app_id, error } => {
+            if let Some(a) = inner.apps.get_mut(&app_id) {
+                a.error = error;
+            }
+        }
+        WriteOp::InsertEvent(e) => {
+            inner.events.insert(e.internal_id, e);
+        }
+        WriteOp::InsertRun(run) => {
+            for e in &run.event_ids {
+                inner.run_events.entry(*e).or_default().push(run.id());
+            }
+            inner.runs.insert(run.id(), run);
+        }
+        WriteOp::UpdateRun { mut run, .. } => {
+            run.rev += 1;
+            inner.runs.insert(run.id(), run);
+        }
+        WriteOp::SaveStep(mut s) => {
+            let steps = inner.steps.entry(s.run_id).or_default();
+            if !steps.iter().any(|x| x.step == s.step) {
+                s.seq = steps.len() as i64 + 1;
+                steps.push(s);
+            }
+        }
+        WriteOp::Enqueue(item) => {
+            if let Some(key) = &item.dedupe {
+                if inner.dedupe.contains_key(key) {
+                    return;
+                }
+                inner.dedupe.insert(key.clone(), item.id.clone());
+            }
+            *enqueued = true;
+            inner.queue.insert(item.id.clone(), item);
+        }
+        WriteOp::Ack(id) => {
+            if let Some(item) = inner.queue.remove(&id) {
+                if let Some(k) = item.dedupe {
+                    inner.dedupe.remove(&k);
+                }
+            }
+            inner.inflight.remove(&id);
+        }
+        WriteOp::InsertPause(p) => {
+            inner.pauses.insert(p.id.clone(), p);
+        }
+        WriteOp::ClearRunWork(run_id) => {
+            let ids: Vec<QueueItemId> = inner.queue.values().filter(|q| q.run_id == run_id).map(|q| q.id.clone()).collect();
+            for id in ids {
+                if let Some(item) = inner.queue.remove(&id) {
+                    if let Some(k) = item.dedupe {
+                        inner.dedupe.remove(&k);
+                    }
+                }
+            }
+            inner.pauses.retain(|_, p| p.run_id != run_id);
+        }
+        WriteOp::History(h) => inner.history.entry(h.run_id).or_default().push(h),
+        WriteOp::Guarded { guard, then } => {
+            let passed = match guard {
+                Guard::ConsumePause(id) => inner.pauses.remove(&id).is_some(),
+                Guard::UniqueKey { scope, key, now_ms, expires_at_ms } => {
+                    let k = (scope, key);
+                    match inner.keys.get(&k) {
+                        Some(exp) if *exp > now_ms => false,
+                        _ => {
+                            inner.keys.insert(k, expires_at_ms);
+                            true
+                        }
+                    }
+                }
+            };
+            out.guards_passed.push(passed);
+            if passed {
+                for op in then {
+                    apply(inner, op, out, enqueued);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome> {
+        let mut out = CommitOutcome::default();
+        let mut enqueued = false;
+        {
+            let mut inner = self.lock();
+            check_revs(&inner, &commit.ops)?;
+            for op in commit.ops {
+                apply(&mut inner, op, &mut out, &mut enqueued);
+            }
+        }
+        if enqueued {
+            self.notify.notify_one();
+        }
+        Ok(out)
+    }
+
+    async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim> {
+        let mut inner = self.lock();
+        let mut due: Vec<&QueueItem> = inner.queue.values().filter(|q| !inner.inflight.contains(&q.id)).collect();
+        due.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
+        let mut claim = Claim::default();
+        for q in due {
+            if q.available_at_ms <= now_ms && claim.items.len() < limit {
+                claim.items.push(q.clone());
+            } else {
+                claim.next_at_ms = Some(q.available_at_ms.max(now_ms));
+                break;
+            }
+        }
+        for q in &claim.items {
+            inner.inflight.insert(q.id.clone());
+        }
+        Ok(claim)
+    }
+
+    async fn release(&self, item: &QueueItemId) {
+        self.lock().inflight.remove(item);
+        self.notify.notify_one();
+    }
+
+    fn work_notify(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    async fn apps(&self) -> Result<Vec<AppRecord>> {
+        Ok(self.lock().apps.values().cloned().collect())
+    }
+
+    async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>> {
+        Ok(self.lock().functions.values().filter(|f| include_archived || !f.archived).cloned().collect())
+    }
+
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
+        Ok(self.lock().runs.get(&id).cloned())
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let inner = self.lock();
+        let mut runs: Vec<RunRecord> = inner
+            .runs
+            .values()
+            .filter(|r| filter.status.is_none_or(|s| r.status() == s))
+            .filter(|r| filter.function.as_ref().is_none_or(|f| &r.state.function == f))
+            .cloned()
+            .collect();
+        runs.sort_by(|a, b| b.id().cmp(&a.id()));
+        runs.truncate(if filter.limit == 0 { usize::MAX } else { filter.limit });
+        Ok(runs)
+    }
+
+    async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
+        let inner = self.lock();
+        let ids = inner.run_events.get(&id).cloned().unwrap_or_default();
+        Ok(ids.iter().filter_map(|r| inner.runs.get(r).cloned()).collect())
+    }
+
+    async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
+        Ok(self.lock().steps.get(&id).cloned().unwrap_or_default())
+    }
+
+    async fn run_history(&self, id: RunId) -> Result<Vec<HistoryRecord>> {
+        Ok(self.lock().history.get(&id).cloned().unwrap_or_default())
+    }
+
+    async fn run_items(&self, id: RunId) -> Result<Vec<QueueItem>> {
+        Ok(self.lock().queue.values().filter(|q| q.run_id == id).cloned().collect())
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<StoredEvent>> {
+        Ok(self.lock().events.get(&id).cloned())
+    }
+
+    async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>> {
+        let inner = self.lock();
+        Ok(ids.iter().filter_map(|i| inner.events.get(i).cloned()).collect())
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
+        let inner = self.lock();
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        Ok(inner
+            .events
+            .values()
+            .rev()
+            .filter(|e| filter.name.as_ref().is_none_or(|n| &e.name == n))
+            .filter(|e| filter.before.is_none_or(|b| e.internal_id < b))
+            .filter(|e| filter.received_after_ms.is_none_or(|t| e.received_at_ms >= t))
+            .filter(|e| filter.received_before_ms.is_none_or(|t| e.received_at_ms <= t))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
+        Ok(self.lock().pauses.values().filter(|p| p.event_name.as_deref() == Some(name)).cloned().collect())
+    }
+
+    async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>> {
+        Ok(self.lock().pauses.values().find(|p| p.correlation_id.as_deref() == Some(correlation_id)).cloned())
+    }
+
+    async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>> {
+        Ok(self.lock().pauses.values().filter(|p| p.run_id == id).cloned().collect())
+    }
+}

@@ -1,0 +1,307 @@
+//! Records the store keeps, and the write ops a commit is made of.
+
+use ingot_core::{CallTarget, EventId, FunctionSlug, RunId, RunState, RunStatus};
+use serde_json::{json, Value};
+
+/// A synced app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRecord {
+    /// The app's id (`appName` of the register body).
+    pub id: String,
+    pub url: String,
+    pub sdk: Option<String>,
+    pub framework: Option<String>,
+    /// sha256 of the last register body: an identical sync is not applied again.
+    pub checksum: Option<String>,
+    /// The last sync error, if the last sync failed.
+    pub error: Option<String>,
+    pub synced_at_ms: i64,
+}
+
+/// A function as last synced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionRecord {
+    pub slug: FunctionSlug,
+    pub app_id: String,
+    /// A stable UUID derived from the slug, for the REST API.
+    pub uuid: String,
+    pub name: String,
+    /// The function config exactly as registered.
+    pub config: Value,
+    pub archived: bool,
+    pub updated_at_ms: i64,
+}
+
+/// An event as stored: `payload` is the JSON sent to SDKs (with `id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub internal_id: EventId,
+    pub name: String,
+    pub payload: Value,
+    pub received_at_ms: i64,
+}
+
+/// A run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub state: RunState,
+    pub event_ids: Vec<EventId>,
+    pub output: Option<Value>,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    /// `_inngest.correlation_id` of the trigger, for invoked runs.
+    pub correlation_id: Option<String>,
+    /// Bumped by every update; guards concurrent decisions.
+    pub rev: i64,
+}
+
+impl RunRecord {
+    pub fn id(&self) -> RunId {
+        self.state.run_id
+    }
+    pub fn status(&self) -> RunStatus {
+        self.state.status
+    }
+}
+
+/// A memoized step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub run_id: RunId,
+    pub step: String,
+    pub name: String,
+    pub memo: Value,
+    /// Completion order within the run, from 1.
+    pub seq: i64,
+    pub at_ms: i64,
+}
+
+/// One line of a run's history: a call, its outcome, a sleep, a wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRecord {
+    pub run_id: RunId,
+    pub at_ms: i64,
+    pub kind: String,
+    pub step: Option<String>,
+    pub name: Option<String>,
+    pub attempt: Option<u32>,
+    pub duration_ms: Option<i64>,
+    pub detail: Value,
+}
+
+/// A queue item's id (a ULID string).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueItemId(pub String);
+
+/// What a queue item asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Call the SDK.
+    Call { target: CallTarget, attempt: u32 },
+    /// A sleep ends.
+    Sleep { step: String },
+    /// A pause of this run matched an event or an invoke finished.
+    Resume { step: String, pause: String, kind: PauseKind, value: Result<Value, Value> },
+    /// A pause timed out (skipped if the pause was already resolved).
+    Timeout { step: String, pause: String, kind: PauseKind },
+    /// Cancel the run.
+    Cancel,
+}
+
+/// A unit of later work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    pub id: QueueItemId,
+    pub run_id: RunId,
+    pub work: Work,
+    pub available_at_ms: i64,
+    /// Items with the same key are not enqueued twice while one is queued.
+    pub dedupe: Option<String>,
+}
+
+/// What a pause waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseKind {
+    WaitForEvent,
+    Invoke,
+}
+
+impl PauseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseKind::WaitForEvent => "wait",
+            PauseKind::Invoke => "invoke",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PauseKind> {
+        match s {
+            "wait" => Some(PauseKind::WaitForEvent),
+            "invoke" => Some(PauseKind::Invoke),
+            _ => None,
+        }
+    }
+}
+
+/// A run waiting on an event (`waitForEvent`) or an invoked function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    pub id: String,
+    pub run_id: RunId,
+    pub step: String,
+    pub kind: PauseKind,
+    pub event_name: Option<String>,
+    pub if_exp: Option<String>,
+    pub correlation_id: Option<String>,
+    /// The run's trigger event, `event` in the `if` expression.
+    pub trigger: Value,
+    pub expires_at_ms: i64,
+}
+
+/// A condition inside a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// Passes once: deletes the pause if it is still there.
+    ConsumePause(String),
+    /// Passes if `(scope, key)` is unused or expired, and claims it until `expires_at_ms`.
+    UniqueKey { scope: String, key: String, now_ms: i64, expires_at_ms: i64 },
+}
+
+/// One change inside a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    UpsertApp(AppRecord),
+    /// Upserts these functions and archives the app's others.
+    SyncFunctions { app_id: String, functions: Vec<FunctionRecord> },
+    SetAppError { app_id: String, error: Option<String> },
+    InsertEvent(StoredEvent),
+    InsertRun(RunRecord),
+    /// Replaces the run if its revision is still `expected_rev`, else the commit fails.
+    UpdateRun { run: RunRecord, expected_rev: i64 },
+    /// Memoizes a step; a step already memoized is kept as it was.
+    SaveStep(StepRecord),
+    Enqueue(QueueItem),
+    /// Deletes a claimed item and ends its lease.
+    Ack(QueueItemId),
+    InsertPause(Pause),
+    /// Deletes every queued item and pause of a run (it ended).
+    ClearRunWork(RunId),
+    History(HistoryRecord),
+    Guarded { guard: Guard, then: Vec<WriteOp> },
+}
+
+/// A set of ops applied atomically.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commit {
+    pub ops: Vec<WriteOp>,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitOutcome {
+    /// Guards that passed, in the order they appear (depth first).
+    pub guards_passed: Vec<bool>,
+}
+
+/// Filters for listing runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub function: Option<FunctionSlug>,
+    pub limit: usize,
+}
+
+/// Filters for listing events, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub name: Option<String>,
+    pub before: Option<EventId>,
+    pub received_after_ms: Option<i64>,
+    pub received_before_ms: Option<i64>,
+    pub limit: usize,
+}
+
+// ---- row mapping helpers shared by backends ----
+
+pub(crate) fn target_to_json(t: &CallTarget) -> Value {
+    match t {
+        CallTarget::Discovery => Value::Null,
+        CallTarget::Step(s) => Value::String(s.clone()),
+    }
+}
+
+pub(crate) fn target_from_json(v: &Value) -> CallTarget {
+    match v.as_str() {
+        Some(s) => CallTarget::Step(s.to_string()),
+        None => CallTarget::Discovery,
+    }
+}
+
+/// Work as stored JSON.
+pub fn work_to_json(w: &Work) -> Value {
+    match w {
+        Work::Call { target, attempt } => json!({"t":"call","target":target_to_json(target),"attempt":attempt}),
+        Work::Sleep { step } => json!({"t":"sleep","step":step}),
+        Work::Resume { step, pause, kind, value } => {
+            let (ok, v) = match value {
+                Ok(v) => (true, v),
+                Err(v) => (false, v),
+            };
+            json!({"t":"resume","step":step,"pause":pause,"kind":kind.as_str(),"ok":ok,"value":v})
+        }
+        Work::Timeout { step, pause, kind } => json!({"t":"timeout","step":step,"pause":pause,"kind":kind.as_str()}),
+        Work::Cancel => json!({"t":"cancel"}),
+    }
+}
+
+/// Work from stored JSON.
+pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::StoreError::Corrupt(format!("work without {k}: {v}")));
+    let kind = || s("kind").and_then(|k| PauseKind::parse(&k).ok_or_else(|| crate::StoreError::Corrupt(format!("bad pause kind {k}"))));
+    Ok(match v.get("t").and_then(Value::as_str) {
+        Some("call") => Work::Call {
+            target: target_from_json(v.get("target").unwrap_or(&Value::Null)),
+            attempt: v.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32,
+        },
+        Some("sleep") => Work::Sleep { step: s("step")? },
+        Some("resume") => {
+            let value = v.get("value").cloned().unwrap_or(Value::Null);
+            let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(true);
+            Work::Resume { step: s("step")?, pause: s("pause")?, kind: kind()?, value: if ok { Ok(value) } else { Err(value) } }
+        }
+        Some("timeout") => Work::Timeout { step: s("step")?, pause: s("pause")?, kind: kind()? },
+        Some("cancel") => Work::Cancel,
+        _ => return Err(crate::StoreError::Corrupt(format!("unknown work {v}"))),
+    })
+}
+
+/// The run state as stored JSON.
+pub fn state_to_json(s: &RunState) -> Value {
+    json!({
+        "function": s.function.0,
+        "max_attempts": s.max_attempts,
+        "version": s.version,
+        "force_plan": s.force_plan,
+        "done": s.done,
+        "planned": s.planned,
+        "pending": s.pending,
+    })
+}
+
+/// The run state from stored JSON.
+pub fn state_from_json(run_id: RunId, status: RunStatus, v: &Value) -> Result<RunState, crate::StoreError> {
+    let set = |k: &str| -> std::collections::BTreeSet<String> {
+        v.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    let function = v.get("function").and_then(Value::as_str).ok_or_else(|| crate::StoreError::Corrupt("run state without function".into()))?;
+    Ok(RunState {
+        run_id,
+        function: FunctionSlug(function.to_string()),
+        status,
+        max_attempts: v.get("max_attempts").and_then(Value::as_u64).unwrap_or(5) as u32,
+        version: v.get("version").and_then(Value::as_i64).unwrap_or(-1) as i32,
+        force_plan: v.get("force_plan").and_then(Value::as_bool).unwrap_or(false),
+        done: set("done"),
+        planned: set("planned"),
+        pending: set("pending"),
+    })
+}
