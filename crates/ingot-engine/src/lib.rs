@@ -1,1 +1,73 @@
-//! placeholder
+//! Ingot's imperative shell: it receives events and syncs, calls SDK apps,
+//! feeds what happened to the pure core, and commits the effects.
+//!
+//! **Architecture invariant:** the shell decides nothing about a run itself;
+//! every run transition goes through [`ingot_core::decide`].
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod effects;
+pub mod ingest;
+pub mod registry;
+pub mod sync;
+pub mod worker;
+
+use std::sync::Arc;
+
+use ingot_store::Store;
+use tokio::sync::watch;
+
+pub use clock::Clock;
+pub use config::{EngineConfig, Mode};
+
+/// The shared state every part of the engine reads.
+pub struct Engine {
+    pub config: EngineConfig,
+    pub store: Arc<dyn Store>,
+    pub registry: registry::Registry,
+    pub clock: Clock,
+    pub http: reqwest::Client,
+    pub(crate) sync_state: sync::SyncState,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// Builds an engine on `store`; call [`Engine::start`] to run its loops.
+    pub async fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Arc<Engine>> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .timeout(config.call_timeout)
+            .build()?;
+        let (shutdown, _) = watch::channel(false);
+        let engine = Arc::new(Engine {
+            sync_state: sync::SyncState::new(&config.sdk_urls),
+            config,
+            store,
+            registry: registry::Registry::default(),
+            clock,
+            http,
+            shutdown,
+        });
+        engine.registry.reload(engine.store.as_ref()).await?;
+        Ok(engine)
+    }
+
+    /// Starts the queue workers and the sync loop.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(worker::dispatch(self.clone(), self.shutdown.subscribe()));
+        tokio::spawn(sync::sync_loop(self.clone(), self.shutdown.subscribe()));
+    }
+
+    /// Asks the loops to stop; in-flight work is abandoned and resumes on restart.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// The HTTP API.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        api::router(self.clone())
+    }
+}

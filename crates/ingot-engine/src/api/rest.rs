@@ -1,0 +1,176 @@
+//! REST API v1 with Inngest's shapes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use ingot_core::{EventId, FunctionSlug, Input, RunId, RunStatus};
+use ingot_store::{EventFilter, RunFilter, RunRecord, StoredEvent};
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::Engine;
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+fn run_json(engine: &Engine, r: &RunRecord) -> Value {
+    let uuid = engine.registry.get(r.state.function.as_str()).map(|f| f.record.uuid.clone()).unwrap_or_else(|| crate::sync::stable_uuid(r.state.function.as_str()));
+    json!({
+        "run_id": r.id().to_string(),
+        "run_started_at": rfc3339(r.started_at_ms),
+        "function_id": uuid,
+        "function_slug": r.state.function.as_str(),
+        "function_version": 1,
+        "environment_id": "00000000-0000-0000-0000-000000000000",
+        "event_id": r.event_ids.first().map(|e| e.to_string()),
+        "batch_id": Value::Null,
+        "status": r.status().as_str(),
+        "ended_at": r.ended_at_ms.map(rfc3339),
+        "output": r.output.clone().unwrap_or(Value::Null),
+    })
+}
+
+fn event_json(e: &StoredEvent) -> Value {
+    let p = &e.payload;
+    json!({
+        "internal_id": e.internal_id.to_string(),
+        "account_id": "00000000-0000-0000-0000-000000000000",
+        "environment_id": "00000000-0000-0000-0000-000000000000",
+        "source": "",
+        "source_id": Value::Null,
+        "received_at": rfc3339(e.received_at_ms),
+        "id": p.get("id").cloned().unwrap_or(Value::Null),
+        "name": e.name,
+        "data": p.get("data").cloned().unwrap_or(Value::Null),
+        "user": p.get("user").cloned().unwrap_or(Value::Null),
+        "ts": p.get("ts").cloned().unwrap_or(Value::Null),
+        "v": p.get("v").cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn meta() -> Value {
+    json!({"fetched_at": rfc3339(chrono::Utc::now().timestamp_millis()), "cached_until": Value::Null})
+}
+
+fn parse_event_id(s: &str) -> Result<EventId, ApiError> {
+    EventId::parse(s).ok_or_else(|| ApiError::NotFound(format!("event {s:?} not found")))
+}
+
+fn parse_run_id(s: &str) -> Result<RunId, ApiError> {
+    RunId::parse(s).ok_or_else(|| ApiError::NotFound(format!("run {s:?} not found")))
+}
+
+fn parse_time(s: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).map_err(|_| ApiError::BadRequest(format!("{s:?} is not an RFC 3339 time")))
+}
+
+pub async fn list_events(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20usize).clamp(1, 1000);
+    let filter = EventFilter {
+        name: q.get("name").filter(|s| !s.is_empty()).cloned(),
+        before: q.get("cursor").and_then(|c| EventId::parse(c)),
+        received_after_ms: q.get("received_after").map(|s| parse_time(s)).transpose()?,
+        received_before_ms: q.get("received_before").map(|s| parse_time(s)).transpose()?,
+        limit,
+    };
+    let events = engine.store.events(&filter).await?;
+    Ok(Json(json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()})))
+}
+
+pub async fn get_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let e = engine.store.event(parse_event_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    Ok(Json(json!({"data": event_json(&e), "metadata": meta()})))
+}
+
+pub async fn event_runs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let runs = engine.store.runs_for_event(parse_event_id(&id)?).await?;
+    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
+}
+
+pub async fn list_runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let status = match q.get("status") {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
+        None => None,
+    };
+    let filter = RunFilter {
+        status,
+        function: q.get("function").map(|f| FunctionSlug(f.clone())),
+        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000),
+    };
+    let runs = engine.store.runs(&filter).await?;
+    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
+}
+
+pub async fn get_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = engine.store.run(parse_run_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    Ok(Json(json!({"data": run_json(&engine, &run), "metadata": meta()})))
+}
+
+/// Cancels a run now: the decision is committed before the answer.
+pub async fn cancel_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run_id = parse_run_id(&id)?;
+    let run = engine.store.run(run_id).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    if run.status().is_terminal() {
+        return Err(ApiError::BadRequest(format!("run {id} already ended ({})", run.status().as_str())));
+    }
+    engine.apply_input(run_id, Input::Cancel, None, None, Vec::new()).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn run_jobs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let items = engine.store.run_items(parse_run_id(&id)?).await?;
+    let data: Vec<Value> = items
+        .iter()
+        .map(|i| json!({"id": i.id.0, "at": rfc3339(i.available_at_ms), "work": ingot_store::work_to_json(&i.work)}))
+        .collect();
+    Ok(Json(json!({"data": data, "metadata": meta()})))
+}
+
+/// Steps and history of a run, for tools and the dashboard.
+pub async fn run_steps(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run_id = parse_run_id(&id)?;
+    let steps = engine.store.run_steps(run_id).await?;
+    let history = engine.store.run_history(run_id).await?;
+    let steps: Vec<Value> = steps.iter().map(|s| json!({"id": s.step, "name": s.name, "seq": s.seq, "at": rfc3339(s.at_ms), "memo": s.memo})).collect();
+    let history: Vec<Value> = history
+        .iter()
+        .map(|h| json!({"at": rfc3339(h.at_ms), "kind": h.kind, "step": h.step, "name": h.name, "attempt": h.attempt, "duration_ms": h.duration_ms, "detail": h.detail}))
+        .collect();
+    Ok(Json(json!({"data": {"steps": steps, "history": history}, "metadata": meta()})))
+}
+
+pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
+    let apps = engine.store.apps().await?;
+    let functions = engine.registry.all();
+    let data: Vec<Value> = apps
+        .iter()
+        .map(|a| {
+            let fns: Vec<&str> = functions.iter().filter(|f| f.record.app_id == a.id).map(|f| f.slug().as_str()).collect();
+            json!({"id": a.id, "url": a.url, "sdk": a.sdk, "framework": a.framework, "error": a.error, "synced_at": rfc3339(a.synced_at_ms), "functions": fns})
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "metadata": meta()})))
+}
+
+pub async fn app_functions(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
+    let apps = engine.store.apps().await?;
+    if !apps.iter().any(|a| a.id == app) {
+        return Err(ApiError::NotFound(format!("app {app:?} not found")));
+    }
+    let data: Vec<Value> = engine
+        .registry
+        .all()
+        .iter()
+        .filter(|f| f.record.app_id == app)
+        .map(|f| json!({"id": f.record.uuid, "slug": f.slug().as_str(), "name": f.record.name, "config": f.record.config}))
+        .collect();
+    Ok(Json(json!({"data": data, "metadata": meta()})))
+}
+
+pub async fn resync_app(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
+    engine.resync(&app).await.map_err(ApiError::BadRequest)?;
+    Ok(Json(json!({"ok": true})))
+}

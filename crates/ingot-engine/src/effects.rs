@@ -1,0 +1,137 @@
+//! Turns a [`Decision`] into the writes of one commit.
+
+use std::sync::Arc;
+
+use ingot_core::lifecycle::{self, Finished};
+use ingot_core::{CallTarget, Decision, Effect, RunStatus};
+use ingot_protocol::Event;
+use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, QueueItemId, RunRecord, StepRecord, Work, WriteOp};
+use serde_json::{json, Value};
+use ulid::Ulid;
+
+use crate::Engine;
+
+fn enqueue(run: &RunRecord, work: Work, at_ms: i64) -> WriteOp {
+    WriteOp::Enqueue(QueueItem { id: QueueItemId(Ulid::new().to_string()), run_id: run.id(), work, available_at_ms: at_ms, dedupe: None })
+}
+
+fn history(run: &RunRecord, now: i64, kind: &str, step: Option<&str>, name: Option<&str>, detail: Value) -> WriteOp {
+    WriteOp::History(HistoryRecord {
+        run_id: run.id(),
+        at_ms: now,
+        kind: kind.into(),
+        step: step.map(str::to_string),
+        name: name.map(str::to_string),
+        attempt: None,
+        duration_ms: None,
+        detail,
+    })
+}
+
+impl Engine {
+    /// The ops that carry out `decision` for `run`, whose trigger events are `events`.
+    pub async fn decision_ops(self: &Arc<Self>, run: &RunRecord, decision: Decision, events: &[Value]) -> anyhow::Result<Vec<WriteOp>> {
+        let now = self.clock.now_ms();
+        let mut ops = Vec::new();
+        let mut next = run.clone();
+        next.state = decision.state;
+        let mut emitted: Vec<Event> = Vec::new();
+        let mut tail = Vec::new();
+        for effect in decision.effects {
+            match effect {
+                Effect::SaveStep { step, name, memo } => {
+                    let outcome = if memo.get("error").is_some() && memo.as_object().is_some_and(|m| m.len() == 1) { "failed" } else { "completed" };
+                    tail.push(history(run, now, "step", Some(&step), Some(&name), json!({"outcome": outcome})));
+                    tail.push(WriteOp::SaveStep(StepRecord { run_id: run.id(), step, name, memo, seq: 0, at_ms: now }));
+                }
+                Effect::Call { target, attempt, at_ms } => {
+                    if attempt > 0 {
+                        tail.push(history(run, now, "retry_scheduled", target_step(&target), None, json!({"attempt": attempt, "at_ms": at_ms})));
+                    }
+                    tail.push(enqueue(run, Work::Call { target, attempt }, at_ms));
+                }
+                Effect::Sleep { step, name, at_ms } => {
+                    tail.push(history(run, now, "sleep", Some(&step), Some(&name), json!({"until_ms": at_ms})));
+                    tail.push(enqueue(run, Work::Sleep { step }, at_ms));
+                }
+                Effect::WaitForEvent { step, name, event, if_exp, expires_ms } => {
+                    let pause = Pause {
+                        id: Ulid::new().to_string(),
+                        run_id: run.id(),
+                        step: step.clone(),
+                        kind: PauseKind::WaitForEvent,
+                        event_name: Some(event.clone()),
+                        if_exp: if_exp.clone(),
+                        correlation_id: None,
+                        trigger: events.first().cloned().unwrap_or(Value::Null),
+                        expires_at_ms: expires_ms,
+                    };
+                    tail.push(history(run, now, "wait", Some(&step), Some(&name), json!({"event": event, "if": if_exp, "expires_ms": expires_ms})));
+                    tail.push(enqueue(run, Work::Timeout { step, pause: pause.id.clone(), kind: PauseKind::WaitForEvent }, expires_ms));
+                    tail.push(WriteOp::InsertPause(pause));
+                }
+                Effect::Invoke { step, name, function, payload, expires_ms } => {
+                    tail.push(history(run, now, "invoke", Some(&step), Some(&name), json!({"function": function})));
+                    if self.registry.get(&function).is_none() {
+                        let work = Work::Resume { step, pause: String::new(), kind: PauseKind::Invoke, value: Err(lifecycle::invoke_not_found(&function)) };
+                        tail.push(enqueue(run, work, now));
+                        continue;
+                    }
+                    let run_id = run.id().to_string();
+                    let pause = Pause {
+                        id: Ulid::new().to_string(),
+                        run_id: run.id(),
+                        step: step.clone(),
+                        kind: PauseKind::Invoke,
+                        event_name: None,
+                        if_exp: None,
+                        correlation_id: Some(lifecycle::correlation_id(&run_id, &step)),
+                        trigger: Value::Null,
+                        expires_at_ms: expires_ms,
+                    };
+                    tail.push(enqueue(run, Work::Timeout { step: step.clone(), pause: pause.id.clone(), kind: PauseKind::Invoke }, expires_ms));
+                    tail.push(WriteOp::InsertPause(pause));
+                    let ev = lifecycle::invoked_event(&function, &payload, &run_id, &step, run.state.function.as_str(), expires_ms, now);
+                    emitted.push(internal_event(ev)?);
+                }
+                Effect::Finish { status, output } => {
+                    ops.push(WriteOp::ClearRunWork(run.id()));
+                    next.output = Some(output.clone());
+                    next.ended_at_ms = Some(now);
+                    tail.push(history(run, now, "finished", None, None, json!({"status": status.as_str()})));
+                    let finished = Finished {
+                        function: run.state.function.as_str(),
+                        run_id: &run.id().to_string(),
+                        events,
+                        status,
+                        output: &output,
+                        correlation_id: run.correlation_id.as_deref(),
+                    };
+                    for ev in lifecycle::finished_events(&finished, now) {
+                        emitted.push(internal_event(ev)?);
+                    }
+                    if status == RunStatus::Failed {
+                        tracing::info!(run_id = %run.id(), function = %run.state.function, "run failed");
+                    }
+                }
+            }
+        }
+        ops.push(WriteOp::UpdateRun { run: next, expected_rev: run.rev });
+        ops.extend(tail);
+        if !emitted.is_empty() {
+            ops.extend(self.plan_events(emitted, None).await?.ops);
+        }
+        Ok(ops)
+    }
+}
+
+fn target_step(t: &CallTarget) -> Option<&str> {
+    match t {
+        CallTarget::Discovery => None,
+        CallTarget::Step(s) => Some(s),
+    }
+}
+
+fn internal_event(v: Value) -> anyhow::Result<Event> {
+    Event::from_user_json(v, true).map_err(|e| anyhow::anyhow!("internal event is invalid: {e}"))
+}

@@ -1,0 +1,167 @@
+//! Turning events into writes: store the event, start the runs it triggers,
+//! resume the pauses it matches. Used by the event API and for the events the
+//! engine emits itself, so both paths behave the same.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use ingot_core::expr;
+use ingot_core::lifecycle::{FUNCTION_FINISHED, FUNCTION_INVOKED};
+use ingot_core::{CallTarget, EventId, RunId, RunState};
+use ingot_protocol::Event;
+use ingot_store::{Guard, PauseKind, QueueItem, QueueItemId, RunRecord, StoredEvent, Work, WriteOp};
+use serde_json::Value;
+use ulid::Ulid;
+
+use crate::Engine;
+
+/// Run idempotency by event `id` lasts 24 hours.
+pub const IDEMPOTENCY_MS: i64 = 24 * 3600 * 1000;
+
+/// The writes for a set of events, and their internal ids in order.
+pub struct Planned {
+    pub ids: Vec<EventId>,
+    pub ops: Vec<WriteOp>,
+}
+
+/// Derives internal ids from `X-Inngest-Event-Id-Seed: <ms>,<base64 10 bytes>`:
+/// the time is `ms`, the entropy the bytes with the 1-based index added to bytes 6..10.
+pub fn seeded_ids(seed: &str, count: usize) -> Option<Vec<EventId>> {
+    let (ms, entropy) = seed.split_once(',')?;
+    let ms: u64 = ms.trim().parse().ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(entropy.trim()).ok()?;
+    if bytes.len() != 10 || ms >= 1 << 48 {
+        return None;
+    }
+    Some(
+        (0..count)
+            .map(|i| {
+                let mut b = [0u8; 10];
+                b.copy_from_slice(&bytes);
+                let tail = u32::from_be_bytes([b[6], b[7], b[8], b[9]]).wrapping_add(i as u32 + 1);
+                b[6..10].copy_from_slice(&tail.to_be_bytes());
+                let mut random: u128 = 0;
+                for x in b {
+                    random = (random << 8) | x as u128;
+                }
+                EventId(Ulid::from_parts(ms, random))
+            })
+            .collect(),
+    )
+}
+
+impl Engine {
+    /// Plans the writes for validated events. `ids` are internal ids to use
+    /// (from a seed); fresh ULIDs otherwise.
+    pub async fn plan_events(self: &Arc<Self>, events: Vec<Event>, ids: Option<Vec<EventId>>) -> anyhow::Result<Planned> {
+        let now = self.clock.now_ms();
+        let mut planned = Planned { ids: Vec::new(), ops: Vec::new() };
+        for (i, mut event) in events.into_iter().enumerate() {
+            let internal = ids.as_ref().and_then(|v| v.get(i).copied()).unwrap_or_else(|| EventId(Ulid::new()));
+            let user_id = event.id.clone();
+            if event.id.is_none() {
+                event.id = Some(internal.to_string());
+            }
+            if event.ts.is_none() {
+                event.ts = Some(now);
+            }
+            let payload = event.to_json();
+            planned.ops.push(WriteOp::InsertEvent(StoredEvent { internal_id: internal, name: event.name.clone(), payload: payload.clone(), received_at_ms: now }));
+            planned.ids.push(internal);
+            self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut planned.ops);
+            self.plan_resumes(&event, &payload, &mut planned.ops).await?;
+        }
+        Ok(planned)
+    }
+
+    fn plan_runs(&self, event: &Event, payload: &Value, internal: EventId, user_id: Option<&str>, now: i64, ops: &mut Vec<WriteOp>) {
+        let inngest = payload.pointer("/data/_inngest");
+        let targets = if event.name == FUNCTION_INVOKED {
+            let fn_id = inngest.and_then(|m| m.get("fn_id")).and_then(Value::as_str).unwrap_or("");
+            self.registry.get(fn_id).into_iter().collect()
+        } else {
+            self.registry.matching(&event.name, payload)
+        };
+        let correlation = inngest.and_then(|m| m.get("correlation_id")).and_then(Value::as_str).map(str::to_string);
+        for f in targets {
+            let run_id = RunId(Ulid::new());
+            let state = RunState::new(run_id, f.slug().clone(), f.config.max_attempts());
+            let run = RunRecord { state, event_ids: vec![internal], output: None, started_at_ms: now, ended_at_ms: None, correlation_id: correlation.clone(), rev: 0 };
+            let first_call = QueueItem {
+                id: QueueItemId(Ulid::new().to_string()),
+                run_id,
+                work: Work::Call { target: CallTarget::Discovery, attempt: 0 },
+                available_at_ms: now,
+                dedupe: None,
+            };
+            let create = vec![WriteOp::InsertRun(run), WriteOp::Enqueue(first_call)];
+            match user_id {
+                Some(key) => ops.push(WriteOp::Guarded {
+                    guard: Guard::UniqueKey { scope: format!("run:{}", f.slug()), key: key.to_string(), now_ms: now, expires_at_ms: now + IDEMPOTENCY_MS },
+                    then: create,
+                }),
+                None => ops.extend(create),
+            }
+        }
+    }
+
+    async fn plan_resumes(&self, event: &Event, payload: &Value, ops: &mut Vec<WriteOp>) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        for pause in self.store.pauses_for_event(&event.name).await? {
+            if pause.kind != PauseKind::WaitForEvent {
+                continue;
+            }
+            let matched = match &pause.if_exp {
+                Some(src) => expr::eval_bool(src, &[("event", &pause.trigger), ("async", payload)]),
+                None => true,
+            };
+            if matched {
+                ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::WaitForEvent, Ok(payload.clone()), now));
+            }
+        }
+        if event.name == FUNCTION_FINISHED {
+            if let Some(corr) = payload.pointer("/data/correlation_id").and_then(Value::as_str) {
+                if let Some(pause) = self.store.pause_by_correlation(corr).await? {
+                    let data = &payload["data"];
+                    let result = match data.get("error") {
+                        Some(err) if !err.is_null() => Err(err.clone()),
+                        _ => Ok(data.get("result").cloned().unwrap_or(Value::Null)),
+                    };
+                    ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::Invoke, result, now));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Consumes a pause and queues the resume of its run, once.
+fn resume(pause: &str, run_id: RunId, step: &str, kind: PauseKind, value: Result<Value, Value>, now: i64) -> WriteOp {
+    WriteOp::Guarded {
+        guard: Guard::ConsumePause(pause.to_string()),
+        then: vec![WriteOp::Enqueue(QueueItem {
+            id: QueueItemId(Ulid::new().to_string()),
+            run_id,
+            work: Work::Resume { step: step.to_string(), pause: pause.to_string(), kind, value },
+            available_at_ms: now,
+            dedupe: None,
+        })],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_ids_are_deterministic_and_distinct() {
+        let seed = "1700000000000,AAECAwQFBgcICQ==";
+        let a = seeded_ids(seed, 3).unwrap();
+        let b = seeded_ids(seed, 3).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a[0].timestamp_ms(), 1_700_000_000_000);
+        assert_ne!(a[0], a[1]);
+        assert!(seeded_ids("nope", 1).is_none());
+        assert!(seeded_ids("1,AAEC", 1).is_none());
+    }
+}

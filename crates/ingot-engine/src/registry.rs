@@ -1,0 +1,81 @@
+//! The functions the engine knows, with their triggers compiled, kept in
+//! memory for matching events without a database read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use ingot_core::matching::EventTrigger;
+use ingot_core::FunctionSlug;
+use ingot_protocol::sync::FunctionConfig;
+use ingot_store::{FunctionRecord, Store};
+use serde_json::Value;
+
+/// A function ready for matching and calling.
+#[derive(Debug)]
+pub struct Function {
+    pub record: FunctionRecord,
+    pub config: FunctionConfig,
+    pub triggers: Vec<EventTrigger>,
+}
+
+impl Function {
+    pub fn slug(&self) -> &FunctionSlug {
+        &self.record.slug
+    }
+}
+
+/// Active functions by slug.
+#[derive(Default)]
+pub struct Registry {
+    functions: RwLock<Arc<HashMap<String, Arc<Function>>>>,
+}
+
+/// Compiles a function's config; an invalid trigger is an error for the sync.
+pub fn compile(record: FunctionRecord) -> Result<Function, String> {
+    let config: FunctionConfig = serde_json::from_value(record.config.clone()).map_err(|e| format!("function {}: {e}", record.slug))?;
+    let mut triggers = Vec::new();
+    for t in &config.triggers {
+        if let Some(event) = &t.event {
+            triggers.push(EventTrigger::new(event, t.expression.as_deref()).map_err(|e| format!("function {}: {e}", record.slug))?);
+        }
+    }
+    Ok(Function { record, config, triggers })
+}
+
+impl Registry {
+    /// Reloads from the store.
+    pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let mut map = HashMap::new();
+        for rec in store.functions(false).await? {
+            match compile(rec) {
+                Ok(f) => {
+                    map.insert(f.record.slug.0.clone(), Arc::new(f));
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping a stored function that no longer compiles"),
+            }
+        }
+        *self.functions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<HashMap<String, Arc<Function>>> {
+        self.functions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, slug: &str) -> Option<Arc<Function>> {
+        self.snapshot().get(slug).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Function>> {
+        let mut v: Vec<_> = self.snapshot().values().cloned().collect();
+        v.sort_by(|a, b| a.record.slug.cmp(&b.record.slug));
+        v
+    }
+
+    /// Functions an event starts: any trigger matches (each function once).
+    pub fn matching(&self, name: &str, event: &Value) -> Vec<Arc<Function>> {
+        let mut v: Vec<_> = self.snapshot().values().filter(|f| f.triggers.iter().any(|t| t.matches(name, event))).cloned().collect();
+        v.sort_by(|a, b| a.record.slug.cmp(&b.record.slug));
+        v
+    }
+}
