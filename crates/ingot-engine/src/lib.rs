@@ -35,7 +35,11 @@ pub struct Engine {
 
 impl Engine {
     /// Builds an engine on `store`; call [`Engine::start`] to run its loops.
-    pub async fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Arc<Engine>> {
+    pub async fn new(
+        config: EngineConfig,
+        store: Arc<dyn Store>,
+        clock: Clock,
+    ) -> anyhow::Result<Arc<Engine>> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)

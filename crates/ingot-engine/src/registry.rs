@@ -32,14 +32,22 @@ pub struct Registry {
 
 /// Compiles a function's config; an invalid trigger is an error for the sync.
 pub fn compile(record: FunctionRecord) -> Result<Function, String> {
-    let config: FunctionConfig = serde_json::from_value(record.config.clone()).map_err(|e| format!("function {}: {e}", record.slug))?;
+    let config: FunctionConfig = serde_json::from_value(record.config.clone())
+        .map_err(|e| format!("function {}: {e}", record.slug))?;
     let mut triggers = Vec::new();
     for t in &config.triggers {
         if let Some(event) = &t.event {
-            triggers.push(EventTrigger::new(event, t.expression.as_deref()).map_err(|e| format!("function {}: {e}", record.slug))?);
+            triggers.push(
+                EventTrigger::new(event, t.expression.as_deref())
+                    .map_err(|e| format!("function {}: {e}", record.slug))?,
+            );
         }
     }
-    Ok(Function { record, config, triggers })
+    Ok(Function {
+        record,
+        config,
+        triggers,
+    })
 }
 
 impl Registry {
@@ -51,7 +59,9 @@ impl Registry {
                 Ok(f) => {
                     map.insert(f.record.slug.0.clone(), Arc::new(f));
                 }
-                Err(e) => tracing::warn!(error = %e, "skipping a stored function that no longer compiles"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a stored function that no longer compiles")
+                }
             }
         }
         *self.functions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
@@ -59,7 +69,10 @@ impl Registry {
     }
 
     fn snapshot(&self) -> Arc<HashMap<String, Arc<Function>>> {
-        self.functions.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.functions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn get(&self, slug: &str) -> Option<Arc<Function>> {
@@ -74,7 +87,12 @@ impl Registry {
 
     /// Functions an event starts: any trigger matches (each function once).
     pub fn matching(&self, name: &str, event: &Value) -> Vec<Arc<Function>> {
-        let mut v: Vec<_> = self.snapshot().values().filter(|f| f.triggers.iter().any(|t| t.matches(name, event))).cloned().collect();
+        let mut v: Vec<_> = self
+            .snapshot()
+            .values()
+            .filter(|f| f.triggers.iter().any(|t| t.matches(name, event)))
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.record.slug.cmp(&b.record.slug));
         v
     }

@@ -29,7 +29,11 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
         let claim = if free == 0 {
             None
         } else {
-            match engine.store.claim(engine.clock.now_ms(), free.min(256)).await {
+            match engine
+                .store
+                .claim(engine.clock.now_ms(), free.min(256))
+                .await
+            {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "claiming work failed");
@@ -41,7 +45,9 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
         if let Some(claim) = claim {
             let full = claim.items.len() == free.min(256);
             for item in claim.items {
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let engine = engine.clone();
                 let notify = notify.clone();
                 tokio::spawn(async move {
@@ -61,7 +67,8 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
                 continue;
             }
             if let Some(next) = claim.next_at_ms {
-                sleep_for = Duration::from_millis((next - engine.clock.now_ms()).clamp(0, 60_000) as u64);
+                sleep_for =
+                    Duration::from_millis((next - engine.clock.now_ms()).clamp(0, 60_000) as u64);
             } else {
                 sleep_for = Duration::from_secs(60);
             }
@@ -76,11 +83,21 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
 
 async fn process(engine: Arc<Engine>, item: QueueItem) -> anyhow::Result<()> {
     let Some(run) = engine.store.run(item.run_id).await? else {
-        engine.store.commit(ingot_store::Commit { ops: vec![WriteOp::Ack(item.id.clone())] }).await?;
+        engine
+            .store
+            .commit(ingot_store::Commit {
+                ops: vec![WriteOp::Ack(item.id.clone())],
+            })
+            .await?;
         return Ok(());
     };
     if run.status().is_terminal() {
-        engine.store.commit(ingot_store::Commit { ops: vec![WriteOp::Ack(item.id.clone())] }).await?;
+        engine
+            .store
+            .commit(ingot_store::Commit {
+                ops: vec![WriteOp::Ack(item.id.clone())],
+            })
+            .await?;
         return Ok(());
     }
     let mut guard = None;
@@ -88,37 +105,94 @@ async fn process(engine: Arc<Engine>, item: QueueItem) -> anyhow::Result<()> {
     let input = match item.work.clone() {
         Work::Call { target, attempt } => {
             let function = engine.registry.get(run.state.function.as_str());
-            match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
+            match function
+                .as_ref()
+                .and_then(|f| f.config.url().map(str::to_string))
+            {
                 None => {
                     let error = json!({"name": "FunctionNotFoundError", "message": format!("function {} is not synced (or has no HTTP URL)", run.state.function)});
-                    let meta = ReplyMeta { no_retry: Some(true), ..Default::default() };
-                    Input::Reply { target, attempt, reply: Reply::Error { status: 404, error }, meta }
+                    let meta = ReplyMeta {
+                        no_retry: Some(true),
+                        ..Default::default()
+                    };
+                    Input::Reply {
+                        target,
+                        attempt,
+                        reply: Reply::Error { status: 404, error },
+                        meta,
+                    }
                 }
                 Some(url) => {
-                    let events: Vec<Value> = engine.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+                    let events: Vec<Value> = engine
+                        .store
+                        .events_by_ids(&run.event_ids)
+                        .await?
+                        .into_iter()
+                        .map(|e| e.payload)
+                        .collect();
                     let steps = engine.store.run_steps(run.id()).await?;
-                    let request = driver::build_request(&run.state, &events, &steps, &target, attempt);
+                    let request =
+                        driver::build_request(&run.state, &events, &steps, &target, attempt);
                     let now = engine.clock.now_ms();
-                    let outcome = driver::call(&engine.http, &url, &request, engine.config.signing_key.as_deref(), now / 1000).await;
+                    let outcome = driver::call(
+                        &engine.http,
+                        &url,
+                        &request,
+                        engine.config.signing_key.as_deref(),
+                        now / 1000,
+                    )
+                    .await;
                     tracing::debug!(run_id = %run.id(), step = target.step_id(), attempt, status = ?outcome.status, "called SDK");
-                    extra.push(call_history(run.id(), now, target.step_id(), attempt, &outcome));
-                    Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta }
+                    extra.push(call_history(
+                        run.id(),
+                        now,
+                        target.step_id(),
+                        attempt,
+                        &outcome,
+                    ));
+                    Input::Reply {
+                        target,
+                        attempt,
+                        reply: outcome.reply,
+                        meta: outcome.meta,
+                    }
                 }
             }
         }
         Work::Sleep { step } => Input::SleepDone { step },
-        Work::Resume { step, kind: PauseKind::WaitForEvent, value, .. } => Input::WaitResolved { step, event: value.ok() },
-        Work::Resume { step, kind: PauseKind::Invoke, value, .. } => Input::InvokeResolved { step, result: value },
+        Work::Resume {
+            step,
+            kind: PauseKind::WaitForEvent,
+            value,
+            ..
+        } => Input::WaitResolved {
+            step,
+            event: value.ok(),
+        },
+        Work::Resume {
+            step,
+            kind: PauseKind::Invoke,
+            value,
+            ..
+        } => Input::InvokeResolved {
+            step,
+            result: value,
+        },
         Work::Timeout { step, pause, kind } => {
             guard = Some(pause);
             match kind {
                 PauseKind::WaitForEvent => Input::WaitResolved { step, event: None },
-                PauseKind::Invoke => Input::InvokeResolved { step, result: Err(lifecycle::invoke_timed_out()) },
+                PauseKind::Invoke => Input::InvokeResolved {
+                    step,
+                    result: Err(lifecycle::invoke_timed_out()),
+                },
             }
         }
         Work::Cancel => Input::Cancel,
     };
-    engine.apply_input(item.run_id, input, Some(item), guard, extra).await
+    engine
+        .apply_input(item.run_id, input, Some(item), guard, extra)
+        .await
 }
 
 impl Engine {
@@ -147,13 +221,25 @@ impl Engine {
                 self.store.commit(ingot_store::Commit { ops }).await?;
                 return Ok(());
             }
-            let events: Vec<Value> = self.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
-            let policy = Policy { retry: self.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
+            let events: Vec<Value> = self
+                .store
+                .events_by_ids(&run.event_ids)
+                .await?
+                .into_iter()
+                .map(|e| e.payload)
+                .collect();
+            let policy = Policy {
+                retry: self.config.retry,
+                jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS),
+            };
             let decision = decide(&run.state, input.clone(), self.clock.now_ms(), policy);
             let mut decided = self.decision_ops(&run, decision, &events).await?;
             decided.extend(extra.iter().cloned());
             match &guard {
-                Some(p) => ops.push(WriteOp::Guarded { guard: Guard::ConsumePause(p.clone()), then: decided }),
+                Some(p) => ops.push(WriteOp::Guarded {
+                    guard: Guard::ConsumePause(p.clone()),
+                    then: decided,
+                }),
                 None => ops.extend(decided),
             }
             match self.store.commit(ingot_store::Commit { ops }).await {
@@ -167,11 +253,21 @@ impl Engine {
 }
 
 /// Records one SDK call in the run's history.
-pub fn call_history(run_id: RunId, now: i64, target: &str, attempt: u32, outcome: &driver::CallOutcome) -> WriteOp {
+pub fn call_history(
+    run_id: RunId,
+    now: i64,
+    target: &str,
+    attempt: u32,
+    outcome: &driver::CallOutcome,
+) -> WriteOp {
     let summary = match &outcome.reply {
         ingot_core::Reply::Done(_) => json!({"result": "completed"}),
-        ingot_core::Reply::Ops(ops) => json!({"result": "ops", "ops": ops.iter().map(|o| json!({"op": o.op.as_str(), "id": o.id, "name": o.display()})).collect::<Vec<_>>()}),
-        ingot_core::Reply::Error { status, error } => json!({"result": "error", "status": status, "error": error}),
+        ingot_core::Reply::Ops(ops) => {
+            json!({"result": "ops", "ops": ops.iter().map(|o| json!({"op": o.op.as_str(), "id": o.id, "name": o.display()})).collect::<Vec<_>>()})
+        }
+        ingot_core::Reply::Error { status, error } => {
+            json!({"result": "error", "status": status, "error": error})
+        }
         ingot_core::Reply::Invalid(reason) => json!({"result": "invalid", "error": reason}),
     };
     WriteOp::History(HistoryRecord {

@@ -21,7 +21,8 @@ pub fn normalize_key(key: &str) -> &str {
 /// The signature header value for `body` at `unix_secs`.
 pub fn sign(body: &[u8], key: &str, unix_secs: i64) -> String {
     let ts = unix_secs.to_string();
-    let mut mac = HmacSha256::new_from_slice(normalize_key(key).as_bytes()).expect("hmac takes any key length");
+    let mut mac = HmacSha256::new_from_slice(normalize_key(key).as_bytes())
+        .expect("hmac takes any key length");
     mac.update(body);
     mac.update(ts.as_bytes());
     format!("t={ts}&s={}", hex::encode(mac.finalize().into_bytes()))
@@ -38,7 +39,9 @@ pub fn verify(body: &[u8], header: &str, key: &str, now_secs: i64, max_age_secs:
             s = Some(v);
         }
     }
-    let (Some(t), Some(s)) = (t, s) else { return false };
+    let (Some(t), Some(s)) = (t, s) else {
+        return false;
+    };
     if (now_secs - t).abs() > max_age_secs {
         return false;
     }
@@ -71,8 +74,26 @@ mod tests {
     fn sign_and_verify_round_trip() {
         let sig = sign(b"{}", "signkey-test-abcd", 1_700_000_000);
         assert!(verify(b"{}", &sig, "signkey-test-abcd", 1_700_000_100, 300));
-        assert!(!verify(b"{}", &sig, "signkey-test-abce", 1_700_000_100, 300));
-        assert!(!verify(b"{}", &sig, "signkey-test-abcd", 1_700_001_000, 300));
-        assert!(!verify(b"{ }", &sig, "signkey-test-abcd", 1_700_000_100, 300));
+        assert!(!verify(
+            b"{}",
+            &sig,
+            "signkey-test-abce",
+            1_700_000_100,
+            300
+        ));
+        assert!(!verify(
+            b"{}",
+            &sig,
+            "signkey-test-abcd",
+            1_700_001_000,
+            300
+        ));
+        assert!(!verify(
+            b"{ }",
+            &sig,
+            "signkey-test-abcd",
+            1_700_000_100,
+            300
+        ));
     }
 }

@@ -47,7 +47,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, BadDuration> {
         };
         total_ns += num * unit_ns;
     }
-    if !total_ns.is_finite() || total_ns < 0.0 || total_ns > 1e20 {
+    if !total_ns.is_finite() || !(0.0..=1e20).contains(&total_ns) {
         return Err(bad());
     }
     Ok(Duration::from_nanos(total_ns as u64))

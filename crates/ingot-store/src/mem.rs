@@ -50,7 +50,10 @@ fn check_revs(inner: &Inner, ops: &[WriteOp]) -> Result<()> {
             WriteOp::UpdateRun { run, expected_rev } => {
                 let current = inner.runs.get(&run.id()).map(|r| r.rev);
                 if current != Some(*expected_rev) {
-                    return Err(StoreError::Conflict(format!("run {} changed (rev {current:?}, expected {expected_rev})", run.id())));
+                    return Err(StoreError::Conflict(format!(
+                        "run {} changed (rev {current:?}, expected {expected_rev})",
+                        run.id()
+                    )));
                 }
             }
             WriteOp::Guarded { then, .. } => check_revs(inner, then)?,
@@ -123,7 +126,12 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             inner.pauses.insert(p.id.clone(), p);
         }
         WriteOp::ClearRunWork(run_id) => {
-            let ids: Vec<QueueItemId> = inner.queue.values().filter(|q| q.run_id == run_id).map(|q| q.id.clone()).collect();
+            let ids: Vec<QueueItemId> = inner
+                .queue
+                .values()
+                .filter(|q| q.run_id == run_id)
+                .map(|q| q.id.clone())
+                .collect();
             for id in ids {
                 if let Some(item) = inner.queue.remove(&id) {
                     if let Some(k) = item.dedupe {
@@ -137,7 +145,12 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
         WriteOp::Guarded { guard, then } => {
             let passed = match guard {
                 Guard::ConsumePause(id) => inner.pauses.remove(&id).is_some(),
-                Guard::UniqueKey { scope, key, now_ms, expires_at_ms } => {
+                Guard::UniqueKey {
+                    scope,
+                    key,
+                    now_ms,
+                    expires_at_ms,
+                } => {
                     let k = (scope, key);
                     match inner.keys.get(&k) {
                         Some(exp) if *exp > now_ms => false,
@@ -178,7 +191,11 @@ impl Store for MemStore {
 
     async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim> {
         let mut inner = self.lock();
-        let mut due: Vec<&QueueItem> = inner.queue.values().filter(|q| !inner.inflight.contains(&q.id)).collect();
+        let mut due: Vec<&QueueItem> = inner
+            .queue
+            .values()
+            .filter(|q| !inner.inflight.contains(&q.id))
+            .collect();
         due.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
         let mut claim = Claim::default();
         for q in due {
@@ -209,7 +226,13 @@ impl Store for MemStore {
     }
 
     async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>> {
-        Ok(self.lock().functions.values().filter(|f| include_archived || !f.archived).cloned().collect())
+        Ok(self
+            .lock()
+            .functions
+            .values()
+            .filter(|f| include_archived || !f.archived)
+            .cloned()
+            .collect())
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
@@ -222,18 +245,30 @@ impl Store for MemStore {
             .runs
             .values()
             .filter(|r| filter.status.is_none_or(|s| r.status() == s))
-            .filter(|r| filter.function.as_ref().is_none_or(|f| &r.state.function == f))
+            .filter(|r| {
+                filter
+                    .function
+                    .as_ref()
+                    .is_none_or(|f| &r.state.function == f)
+            })
             .cloned()
             .collect();
-        runs.sort_by(|a, b| b.id().cmp(&a.id()));
-        runs.truncate(if filter.limit == 0 { usize::MAX } else { filter.limit });
+        runs.sort_by_key(|r| std::cmp::Reverse(r.id()));
+        runs.truncate(if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        });
         Ok(runs)
     }
 
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
         let inner = self.lock();
         let ids = inner.run_events.get(&id).cloned().unwrap_or_default();
-        Ok(ids.iter().filter_map(|r| inner.runs.get(r).cloned()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|r| inner.runs.get(r).cloned())
+            .collect())
     }
 
     async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
@@ -245,7 +280,13 @@ impl Store for MemStore {
     }
 
     async fn run_items(&self, id: RunId) -> Result<Vec<QueueItem>> {
-        Ok(self.lock().queue.values().filter(|q| q.run_id == id).cloned().collect())
+        Ok(self
+            .lock()
+            .queue
+            .values()
+            .filter(|q| q.run_id == id)
+            .cloned()
+            .collect())
     }
 
     async fn event(&self, id: EventId) -> Result<Option<StoredEvent>> {
@@ -254,34 +295,66 @@ impl Store for MemStore {
 
     async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>> {
         let inner = self.lock();
-        Ok(ids.iter().filter_map(|i| inner.events.get(i).cloned()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|i| inner.events.get(i).cloned())
+            .collect())
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
         let inner = self.lock();
-        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
         Ok(inner
             .events
             .values()
             .rev()
             .filter(|e| filter.name.as_ref().is_none_or(|n| &e.name == n))
             .filter(|e| filter.before.is_none_or(|b| e.internal_id < b))
-            .filter(|e| filter.received_after_ms.is_none_or(|t| e.received_at_ms >= t))
-            .filter(|e| filter.received_before_ms.is_none_or(|t| e.received_at_ms <= t))
+            .filter(|e| {
+                filter
+                    .received_after_ms
+                    .is_none_or(|t| e.received_at_ms >= t)
+            })
+            .filter(|e| {
+                filter
+                    .received_before_ms
+                    .is_none_or(|t| e.received_at_ms <= t)
+            })
             .take(limit)
             .cloned()
             .collect())
     }
 
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
-        Ok(self.lock().pauses.values().filter(|p| p.event_name.as_deref() == Some(name)).cloned().collect())
+        Ok(self
+            .lock()
+            .pauses
+            .values()
+            .filter(|p| p.event_name.as_deref() == Some(name))
+            .cloned()
+            .collect())
     }
 
     async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>> {
-        Ok(self.lock().pauses.values().find(|p| p.correlation_id.as_deref() == Some(correlation_id)).cloned())
+        Ok(self
+            .lock()
+            .pauses
+            .values()
+            .find(|p| p.correlation_id.as_deref() == Some(correlation_id))
+            .cloned())
     }
 
     async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>> {
-        Ok(self.lock().pauses.values().filter(|p| p.run_id == id).cloned().collect())
+        Ok(self
+            .lock()
+            .pauses
+            .values()
+            .filter(|p| p.run_id == id)
+            .cloned()
+            .collect())
     }
 }

@@ -101,9 +101,18 @@ pub enum Work {
     /// A sleep ends.
     Sleep { step: String },
     /// A pause of this run matched an event or an invoke finished.
-    Resume { step: String, pause: String, kind: PauseKind, value: Result<Value, Value> },
+    Resume {
+        step: String,
+        pause: String,
+        kind: PauseKind,
+        value: Result<Value, Value>,
+    },
     /// A pause timed out (skipped if the pause was already resolved).
-    Timeout { step: String, pause: String, kind: PauseKind },
+    Timeout {
+        step: String,
+        pause: String,
+        kind: PauseKind,
+    },
     /// Cancel the run.
     Cancel,
 }
@@ -163,7 +172,12 @@ pub enum Guard {
     /// Passes once: deletes the pause if it is still there.
     ConsumePause(String),
     /// Passes if `(scope, key)` is unused or expired, and claims it until `expires_at_ms`.
-    UniqueKey { scope: String, key: String, now_ms: i64, expires_at_ms: i64 },
+    UniqueKey {
+        scope: String,
+        key: String,
+        now_ms: i64,
+        expires_at_ms: i64,
+    },
 }
 
 /// One change inside a commit.
@@ -171,12 +185,21 @@ pub enum Guard {
 pub enum WriteOp {
     UpsertApp(AppRecord),
     /// Upserts these functions and archives the app's others.
-    SyncFunctions { app_id: String, functions: Vec<FunctionRecord> },
-    SetAppError { app_id: String, error: Option<String> },
+    SyncFunctions {
+        app_id: String,
+        functions: Vec<FunctionRecord>,
+    },
+    SetAppError {
+        app_id: String,
+        error: Option<String>,
+    },
     InsertEvent(StoredEvent),
     InsertRun(RunRecord),
     /// Replaces the run if its revision is still `expected_rev`, else the commit fails.
-    UpdateRun { run: RunRecord, expected_rev: i64 },
+    UpdateRun {
+        run: RunRecord,
+        expected_rev: i64,
+    },
     /// Memoizes a step; a step already memoized is kept as it was.
     SaveStep(StepRecord),
     Enqueue(QueueItem),
@@ -186,7 +209,10 @@ pub enum WriteOp {
     /// Deletes every queued item and pause of a run (it ended).
     ClearRunWork(RunId),
     History(HistoryRecord),
-    Guarded { guard: Guard, then: Vec<WriteOp> },
+    Guarded {
+        guard: Guard,
+        then: Vec<WriteOp>,
+    },
 }
 
 /// A set of ops applied atomically.
@@ -239,24 +265,43 @@ pub(crate) fn target_from_json(v: &Value) -> CallTarget {
 /// Work as stored JSON.
 pub fn work_to_json(w: &Work) -> Value {
     match w {
-        Work::Call { target, attempt } => json!({"t":"call","target":target_to_json(target),"attempt":attempt}),
+        Work::Call { target, attempt } => {
+            json!({"t":"call","target":target_to_json(target),"attempt":attempt})
+        }
         Work::Sleep { step } => json!({"t":"sleep","step":step}),
-        Work::Resume { step, pause, kind, value } => {
+        Work::Resume {
+            step,
+            pause,
+            kind,
+            value,
+        } => {
             let (ok, v) = match value {
                 Ok(v) => (true, v),
                 Err(v) => (false, v),
             };
             json!({"t":"resume","step":step,"pause":pause,"kind":kind.as_str(),"ok":ok,"value":v})
         }
-        Work::Timeout { step, pause, kind } => json!({"t":"timeout","step":step,"pause":pause,"kind":kind.as_str()}),
+        Work::Timeout { step, pause, kind } => {
+            json!({"t":"timeout","step":step,"pause":pause,"kind":kind.as_str()})
+        }
         Work::Cancel => json!({"t":"cancel"}),
     }
 }
 
 /// Work from stored JSON.
 pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::StoreError::Corrupt(format!("work without {k}: {v}")));
-    let kind = || s("kind").and_then(|k| PauseKind::parse(&k).ok_or_else(|| crate::StoreError::Corrupt(format!("bad pause kind {k}"))));
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| crate::StoreError::Corrupt(format!("work without {k}: {v}")))
+    };
+    let kind = || {
+        s("kind").and_then(|k| {
+            PauseKind::parse(&k)
+                .ok_or_else(|| crate::StoreError::Corrupt(format!("bad pause kind {k}")))
+        })
+    };
     Ok(match v.get("t").and_then(Value::as_str) {
         Some("call") => Work::Call {
             target: target_from_json(v.get("target").unwrap_or(&Value::Null)),
@@ -266,9 +311,18 @@ pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
         Some("resume") => {
             let value = v.get("value").cloned().unwrap_or(Value::Null);
             let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(true);
-            Work::Resume { step: s("step")?, pause: s("pause")?, kind: kind()?, value: if ok { Ok(value) } else { Err(value) } }
+            Work::Resume {
+                step: s("step")?,
+                pause: s("pause")?,
+                kind: kind()?,
+                value: if ok { Ok(value) } else { Err(value) },
+            }
         }
-        Some("timeout") => Work::Timeout { step: s("step")?, pause: s("pause")?, kind: kind()? },
+        Some("timeout") => Work::Timeout {
+            step: s("step")?,
+            pause: s("pause")?,
+            kind: kind()?,
+        },
         Some("cancel") => Work::Cancel,
         _ => return Err(crate::StoreError::Corrupt(format!("unknown work {v}"))),
     })
@@ -288,18 +342,35 @@ pub fn state_to_json(s: &RunState) -> Value {
 }
 
 /// The run state from stored JSON.
-pub fn state_from_json(run_id: RunId, status: RunStatus, v: &Value) -> Result<RunState, crate::StoreError> {
+pub fn state_from_json(
+    run_id: RunId,
+    status: RunStatus,
+    v: &Value,
+) -> Result<RunState, crate::StoreError> {
     let set = |k: &str| -> std::collections::BTreeSet<String> {
-        v.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        v.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let function = v.get("function").and_then(Value::as_str).ok_or_else(|| crate::StoreError::Corrupt("run state without function".into()))?;
+    let function = v
+        .get("function")
+        .and_then(Value::as_str)
+        .ok_or_else(|| crate::StoreError::Corrupt("run state without function".into()))?;
     Ok(RunState {
         run_id,
         function: FunctionSlug(function.to_string()),
         status,
         max_attempts: v.get("max_attempts").and_then(Value::as_u64).unwrap_or(5) as u32,
         version: v.get("version").and_then(Value::as_i64).unwrap_or(-1) as i32,
-        force_plan: v.get("force_plan").and_then(Value::as_bool).unwrap_or(false),
+        force_plan: v
+            .get("force_plan")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         done: set("done"),
         planned: set("planned"),
         pending: set("pending"),

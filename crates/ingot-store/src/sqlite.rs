@@ -16,7 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Acquire, Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -51,7 +53,9 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(unavailable)?
@@ -61,24 +65,50 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(false);
-        let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.clone()).await.map_err(unavailable)?;
-        sqlx::migrate!("./migrations/sqlite").run(&read).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        let conn = SqliteConnection::connect_with(&opts).await.map_err(unavailable)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.clone())
+            .await
+            .map_err(unavailable)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&read)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        let conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(4096);
         let inflight = Arc::new(Mutex::new(HashSet::new()));
         let notify = Arc::new(Notify::new());
         tokio::spawn(writer(conn, rx, inflight.clone(), notify.clone()));
-        Ok(SqliteStore { read, tx, inflight, notify })
+        Ok(SqliteStore {
+            read,
+            tx,
+            inflight,
+            notify,
+        })
     }
 
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+    ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
     }
 }
 
-async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Request>, inflight: Arc<Mutex<HashSet<QueueItemId>>>, notify: Arc<Notify>) {
+async fn writer(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Request>,
+    inflight: Arc<Mutex<HashSet<QueueItemId>>>,
+    notify: Arc<Notify>,
+) {
     while let Some(first) = rx.recv().await {
         let mut commits = Vec::new();
         let mut claims = Vec::new();
@@ -137,7 +167,10 @@ fn flatten(ops: &[WriteOp]) -> Vec<&WriteOp> {
     out
 }
 
-async fn commit_group(conn: &mut SqliteConnection, commits: &[(Commit, oneshot::Sender<Result<CommitOutcome>>)]) -> Vec<Result<CommitOutcome>> {
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    commits: &[(Commit, oneshot::Sender<Result<CommitOutcome>>)],
+) -> Vec<Result<CommitOutcome>> {
     let mut results = Vec::with_capacity(commits.len());
     let mut tx = match Connection::begin(conn).await {
         Ok(tx) => tx,
@@ -163,7 +196,10 @@ async fn commit_group(conn: &mut SqliteConnection, commits: &[(Commit, oneshot::
         }
     }
     if let Err(e) = tx.commit().await {
-        return results.into_iter().map(|_| Err(unavailable_ref(&e))).collect();
+        return results
+            .into_iter()
+            .map(|_| Err(unavailable_ref(&e)))
+            .collect();
     }
     results
 }
@@ -200,7 +236,11 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                 .map_err(unavailable)?;
             }
             WriteOp::SyncFunctions { app_id, functions } => {
-                sqlx::query("UPDATE functions SET archived = 1 WHERE app_id = ?").bind(&app_id).execute(&mut *conn).await.map_err(unavailable)?;
+                sqlx::query("UPDATE functions SET archived = 1 WHERE app_id = ?")
+                    .bind(&app_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
                 for f in functions {
                     sqlx::query(
                         "INSERT INTO functions (slug, app_id, uuid, name, config, archived, updated_at_ms) VALUES (?,?,?,?,?,?,?)
@@ -220,7 +260,12 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                 }
             }
             WriteOp::SetAppError { app_id, error } => {
-                sqlx::query("UPDATE apps SET error = ? WHERE id = ?").bind(error).bind(app_id).execute(&mut *conn).await.map_err(unavailable)?;
+                sqlx::query("UPDATE apps SET error = ? WHERE id = ?")
+                    .bind(error)
+                    .bind(app_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
             }
             WriteOp::InsertEvent(e) => {
                 sqlx::query("INSERT OR IGNORE INTO events (internal_id, name, payload, received_at_ms) VALUES (?,?,?,?)")
@@ -255,7 +300,10 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     .await
                     .map_err(unavailable)?;
                 if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict(format!("run {} changed (expected rev {expected_rev})", run.id())));
+                    return Err(StoreError::Conflict(format!(
+                        "run {} changed (expected rev {expected_rev})",
+                        run.id()
+                    )));
                 }
             }
             WriteOp::SaveStep(s) => {
@@ -284,7 +332,11 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     .map_err(unavailable)?;
             }
             WriteOp::Ack(id) => {
-                sqlx::query("DELETE FROM queue WHERE id = ?").bind(&id.0).execute(&mut *conn).await.map_err(unavailable)?;
+                sqlx::query("DELETE FROM queue WHERE id = ?")
+                    .bind(&id.0)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
             }
             WriteOp::InsertPause(p) => {
                 sqlx::query(
@@ -306,8 +358,16 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
             }
             WriteOp::ClearRunWork(run_id) => {
                 let id = run_id.to_string();
-                sqlx::query("DELETE FROM queue WHERE run_id = ?").bind(&id).execute(&mut *conn).await.map_err(unavailable)?;
-                sqlx::query("DELETE FROM pauses WHERE run_id = ?").bind(&id).execute(&mut *conn).await.map_err(unavailable)?;
+                sqlx::query("DELETE FROM queue WHERE run_id = ?")
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                sqlx::query("DELETE FROM pauses WHERE run_id = ?")
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
             }
             WriteOp::History(h) => {
                 sqlx::query("INSERT INTO history (run_id, at_ms, kind, step, name, attempt, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?)")
@@ -376,7 +436,12 @@ async fn insert_run(conn: &mut SqliteConnection, r: &RunRecord) -> Result<()> {
     Ok(())
 }
 
-async fn claim(conn: &mut SqliteConnection, inflight: &Mutex<HashSet<QueueItemId>>, now_ms: i64, limit: usize) -> Result<Claim> {
+async fn claim(
+    conn: &mut SqliteConnection,
+    inflight: &Mutex<HashSet<QueueItemId>>,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Claim> {
     let held = inflight.lock().unwrap_or_else(|e| e.into_inner()).len();
     let rows = sqlx::query("SELECT id, run_id, work, available_at_ms, dedupe FROM queue ORDER BY available_at_ms, id LIMIT ?")
         .bind((limit + held + 1) as i64)
@@ -428,7 +493,8 @@ fn run_row(row: &SqliteRow) -> Result<RunRecord> {
     let status_s: String = row.get("status");
     let status = RunStatus::parse(&status_s).ok_or_else(|| corrupt("run status", &status_s))?;
     let state = state_from_json(id, status, &parse_json(row.get("state"), "run state")?)?;
-    let ids: Vec<String> = serde_json::from_str(row.get("event_ids")).map_err(|e| corrupt("run event ids", e))?;
+    let ids: Vec<String> =
+        serde_json::from_str(row.get("event_ids")).map_err(|e| corrupt("run event ids", e))?;
     let output: Option<String> = row.get("output");
     Ok(RunRecord {
         state,
@@ -478,7 +544,10 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, item: &QueueItemId) {
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(item);
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(item);
         self.notify.notify_one();
     }
 
@@ -487,7 +556,10 @@ impl Store for SqliteStore {
     }
 
     async fn apps(&self) -> Result<Vec<AppRecord>> {
-        let rows = sqlx::query("SELECT * FROM apps ORDER BY id").fetch_all(&self.read).await.map_err(unavailable)?;
+        let rows = sqlx::query("SELECT * FROM apps ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
         Ok(rows
             .iter()
             .map(|r| AppRecord {
@@ -503,8 +575,15 @@ impl Store for SqliteStore {
     }
 
     async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>> {
-        let sql = if include_archived { "SELECT * FROM functions ORDER BY slug" } else { "SELECT * FROM functions WHERE archived = 0 ORDER BY slug" };
-        let rows = sqlx::query(sql).fetch_all(&self.read).await.map_err(unavailable)?;
+        let sql = if include_archived {
+            "SELECT * FROM functions ORDER BY slug"
+        } else {
+            "SELECT * FROM functions WHERE archived = 0 ORDER BY slug"
+        };
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(FunctionRecord {
@@ -530,7 +609,11 @@ impl Store for SqliteStore {
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            filter.limit as i64
+        };
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3"
         ))
@@ -555,11 +638,13 @@ impl Store for SqliteStore {
     }
 
     async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
-        let rows = sqlx::query("SELECT step, name, memo, seq, at_ms FROM steps WHERE run_id = ? ORDER BY seq")
-            .bind(id.to_string())
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let rows = sqlx::query(
+            "SELECT step, name, memo, seq, at_ms FROM steps WHERE run_id = ? ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(StepRecord {
@@ -606,7 +691,11 @@ impl Store for SqliteStore {
     }
 
     async fn event(&self, id: EventId) -> Result<Option<StoredEvent>> {
-        let row = sqlx::query("SELECT * FROM events WHERE internal_id = ?").bind(id.to_string()).fetch_optional(&self.read).await.map_err(unavailable)?;
+        let row = sqlx::query("SELECT * FROM events WHERE internal_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
         row.as_ref().map(event_row).transpose()
     }
 
@@ -621,7 +710,11 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
-        let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            filter.limit as i64
+        };
         let rows = sqlx::query(
             "SELECT * FROM events WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR internal_id < ?2)
              AND (?3 IS NULL OR received_at_ms >= ?3) AND (?4 IS NULL OR received_at_ms <= ?4)
@@ -639,17 +732,29 @@ impl Store for SqliteStore {
     }
 
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
-        let rows = sqlx::query("SELECT * FROM pauses WHERE event_name = ?").bind(name).fetch_all(&self.read).await.map_err(unavailable)?;
+        let rows = sqlx::query("SELECT * FROM pauses WHERE event_name = ?")
+            .bind(name)
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
         rows.iter().map(pause_row).collect()
     }
 
     async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>> {
-        let row = sqlx::query("SELECT * FROM pauses WHERE correlation_id = ?").bind(correlation_id).fetch_optional(&self.read).await.map_err(unavailable)?;
+        let row = sqlx::query("SELECT * FROM pauses WHERE correlation_id = ?")
+            .bind(correlation_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
         row.as_ref().map(pause_row).transpose()
     }
 
     async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>> {
-        let rows = sqlx::query("SELECT * FROM pauses WHERE run_id = ?").bind(id.to_string()).fetch_all(&self.read).await.map_err(unavailable)?;
+        let rows = sqlx::query("SELECT * FROM pauses WHERE run_id = ?")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
         rows.iter().map(pause_row).collect()
     }
 }

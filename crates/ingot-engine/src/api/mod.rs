@@ -44,12 +44,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/apps/{app}/functions", get(rest::app_functions))
         .route("/v1/apps/{app}/sync", post(rest::resync_app))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
-            let kind = kind.clone();
-            async move {
-                resp.headers_mut().insert("x-inngest-server-kind", kind);
-                resp
-            }
-        }))
+        .layer(axum::middleware::map_response(
+            move |mut resp: axum::response::Response| {
+                let kind = kind.clone();
+                async move {
+                    resp.headers_mut().insert("x-inngest-server-kind", kind);
+                    resp
+                }
+            },
+        ))
         .with_state(engine)
 }

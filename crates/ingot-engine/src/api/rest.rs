@@ -13,11 +13,17 @@ use super::ApiError;
 use crate::Engine;
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }
 
 fn run_json(engine: &Engine, r: &RunRecord) -> Value {
-    let uuid = engine.registry.get(r.state.function.as_str()).map(|f| f.record.uuid.clone()).unwrap_or_else(|| crate::sync::stable_uuid(r.state.function.as_str()));
+    let uuid = engine
+        .registry
+        .get(r.state.function.as_str())
+        .map(|f| f.record.uuid.clone())
+        .unwrap_or_else(|| crate::sync::stable_uuid(r.state.function.as_str()));
     json!({
         "run_id": r.id().to_string(),
         "run_started_at": rfc3339(r.started_at_ms),
@@ -64,63 +70,125 @@ fn parse_run_id(s: &str) -> Result<RunId, ApiError> {
 }
 
 fn parse_time(s: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.timestamp_millis()).map_err(|_| ApiError::BadRequest(format!("{s:?} is not an RFC 3339 time")))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| ApiError::BadRequest(format!("{s:?} is not an RFC 3339 time")))
 }
 
-pub async fn list_events(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20usize).clamp(1, 1000);
+pub async fn list_events(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20usize)
+        .clamp(1, 1000);
     let filter = EventFilter {
         name: q.get("name").filter(|s| !s.is_empty()).cloned(),
         before: q.get("cursor").and_then(|c| EventId::parse(c)),
         received_after_ms: q.get("received_after").map(|s| parse_time(s)).transpose()?,
-        received_before_ms: q.get("received_before").map(|s| parse_time(s)).transpose()?,
+        received_before_ms: q
+            .get("received_before")
+            .map(|s| parse_time(s))
+            .transpose()?,
         limit,
     };
     let events = engine.store.events(&filter).await?;
-    Ok(Json(json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()})))
+    Ok(Json(
+        json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()}),
+    ))
 }
 
-pub async fn get_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let e = engine.store.event(parse_event_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+pub async fn get_event(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let e = engine
+        .store
+        .event(parse_event_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
     Ok(Json(json!({"data": event_json(&e), "metadata": meta()})))
 }
 
-pub async fn event_runs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn event_runs(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let runs = engine.store.runs_for_event(parse_event_id(&id)?).await?;
-    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
+    Ok(Json(
+        json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()}),
+    ))
 }
 
-pub async fn list_runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub async fn list_runs(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let status = match q.get("status") {
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
+        Some(s) => Some(
+            RunStatus::parse(s)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?,
+        ),
         None => None,
     };
     let filter = RunFilter {
         status,
         function: q.get("function").map(|f| FunctionSlug(f.clone())),
-        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000),
+        limit: q
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(50usize)
+            .clamp(1, 1000),
     };
     let runs = engine.store.runs(&filter).await?;
-    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
+    Ok(Json(
+        json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()}),
+    ))
 }
 
-pub async fn get_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let run = engine.store.run(parse_run_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
-    Ok(Json(json!({"data": run_json(&engine, &run), "metadata": meta()})))
+pub async fn get_run(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = engine
+        .store
+        .run(parse_run_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    Ok(Json(
+        json!({"data": run_json(&engine, &run), "metadata": meta()}),
+    ))
 }
 
 /// Cancels a run now: the decision is committed before the answer.
-pub async fn cancel_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cancel_run(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let run_id = parse_run_id(&id)?;
-    let run = engine.store.run(run_id).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    let run = engine
+        .store
+        .run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
     if run.status().is_terminal() {
-        return Err(ApiError::BadRequest(format!("run {id} already ended ({})", run.status().as_str())));
+        return Err(ApiError::BadRequest(format!(
+            "run {id} already ended ({})",
+            run.status().as_str()
+        )));
     }
-    engine.apply_input(run_id, Input::Cancel, None, None, Vec::new()).await?;
+    engine
+        .apply_input(run_id, Input::Cancel, None, None, Vec::new())
+        .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn run_jobs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn run_jobs(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let items = engine.store.run_items(parse_run_id(&id)?).await?;
     let data: Vec<Value> = items
         .iter()
@@ -130,7 +198,10 @@ pub async fn run_jobs(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
 }
 
 /// Steps and history of a run, for tools and the dashboard.
-pub async fn run_steps(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn run_steps(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let run_id = parse_run_id(&id)?;
     let steps = engine.store.run_steps(run_id).await?;
     let history = engine.store.run_history(run_id).await?;
@@ -139,7 +210,9 @@ pub async fn run_steps(State(engine): State<Arc<Engine>>, Path(id): Path<String>
         .iter()
         .map(|h| json!({"at": rfc3339(h.at_ms), "kind": h.kind, "step": h.step, "name": h.name, "attempt": h.attempt, "duration_ms": h.duration_ms, "detail": h.detail}))
         .collect();
-    Ok(Json(json!({"data": {"steps": steps, "history": history}, "metadata": meta()})))
+    Ok(Json(
+        json!({"data": {"steps": steps, "history": history}, "metadata": meta()}),
+    ))
 }
 
 pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
@@ -155,7 +228,10 @@ pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>,
     Ok(Json(json!({"data": data, "metadata": meta()})))
 }
 
-pub async fn app_functions(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn app_functions(
+    State(engine): State<Arc<Engine>>,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let apps = engine.store.apps().await?;
     if !apps.iter().any(|a| a.id == app) {
         return Err(ApiError::NotFound(format!("app {app:?} not found")));
@@ -170,7 +246,10 @@ pub async fn app_functions(State(engine): State<Arc<Engine>>, Path(app): Path<St
     Ok(Json(json!({"data": data, "metadata": meta()})))
 }
 
-pub async fn resync_app(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn resync_app(
+    State(engine): State<Arc<Engine>>,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     engine.resync(&app).await.map_err(ApiError::BadRequest)?;
     Ok(Json(json!({"ok": true})))
 }
