@@ -37,6 +37,11 @@ impl Expr {
         matches!(self.eval(vars), Some(cel_interpreter::Value::Bool(true)))
     }
 
+    /// Evaluates to a JSON value (for keys and priorities); errors are None.
+    pub fn value(&self, vars: &[(&str, &Value)]) -> Option<Value> {
+        self.eval(vars)?.json().ok()
+    }
+
     fn eval(&self, vars: &[(&str, &Value)]) -> Option<cel_interpreter::Value> {
         let mut ctx = cel_interpreter::Context::default();
         for (name, value) in vars {
@@ -55,6 +60,11 @@ pub fn eval_bool(source: &str, vars: &[(&str, &Value)]) -> bool {
     Expr::compile(source)
         .map(|e| e.matches(vars))
         .unwrap_or(false)
+}
+
+/// Compiles and evaluates once to a JSON value; invalid expressions are None.
+pub fn eval_value(source: &str, vars: &[(&str, &Value)]) -> Option<Value> {
+    Expr::compile(source).ok()?.value(vars)
 }
 
 #[cfg(test)]
@@ -78,5 +88,13 @@ mod tests {
         ));
         assert!(!eval_bool("event.data.plan ==", &[("event", &event)]));
         assert!(Expr::compile("(((").is_err());
+        assert_eq!(
+            eval_value("event.data.plan", &[("event", &event)]),
+            Some(json!("pro"))
+        );
+        assert_eq!(
+            eval_value("event.data.n", &[("event", &event)]),
+            Some(json!(3))
+        );
     }
 }

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod decide;
 pub mod expr;
+pub mod flow;
 pub mod ids;
 pub mod lifecycle;
 pub mod matching;

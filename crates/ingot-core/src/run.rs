@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::flow::ConcurrencyKey;
 use crate::ids::{FunctionSlug, RunId};
 
 /// Where a run is in its life.
@@ -57,6 +58,8 @@ pub struct RunState {
     pub planned: BTreeSet<String>,
     /// Steps started and not finished: planned steps, sleeps, waits, invokes.
     pub pending: BTreeSet<String>,
+    /// Concurrency limits this run's calls count against (keys evaluated at start).
+    pub concurrency: Vec<ConcurrencyKey>,
 }
 
 impl RunState {
@@ -72,6 +75,7 @@ impl RunState {
             done: BTreeSet::new(),
             planned: BTreeSet::new(),
             pending: BTreeSet::new(),
+            concurrency: Vec::new(),
         }
     }
 }

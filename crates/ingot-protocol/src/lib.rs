@@ -6,6 +6,7 @@
 
 pub mod call;
 pub mod event;
+pub mod flow;
 pub mod opcode;
 pub mod signature;
 pub mod sync;

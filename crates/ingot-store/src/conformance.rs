@@ -42,6 +42,267 @@ pub async fn run_all(store: &dyn Store) {
     pauses_are_consumed_once(store).await;
     unique_keys_expire(store).await;
     sync_archives_missing_functions(store).await;
+    throttle_delays_and_rate_limit_skips(store).await;
+    debounce_keeps_the_newest_event(store).await;
+    batches_fill_and_are_taken_once(store).await;
+    singletons_hold_while_running(store).await;
+}
+
+async fn throttle_delays_and_rate_limit_skips(store: &dyn Store) {
+    let rid = RunId(Ulid::new());
+    let t = |at| WriteOp::Throttled {
+        name: "thr".into(),
+        now_ms: 1_000,
+        limit: 1,
+        period_ms: 1_000,
+        burst: 0,
+        item: item(rid, at),
+    };
+    store
+        .commit(Commit {
+            ops: vec![t(1_000), t(1_000), t(1_000)],
+        })
+        .await
+        .unwrap();
+    let mut times: Vec<i64> = store
+        .run_items(rid)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.available_at_ms)
+        .collect();
+    times.sort();
+    assert_eq!(
+        times,
+        vec![1_000, 2_000, 3_000],
+        "throttled items are spread, none dropped"
+    );
+    store
+        .commit(Commit {
+            ops: vec![WriteOp::ClearRunWork(rid)],
+        })
+        .await
+        .unwrap();
+    let rl = |now| Commit {
+        ops: vec![WriteOp::Guarded {
+            guard: Guard::RateLimit {
+                name: "rl".into(),
+                now_ms: now,
+                limit: 1,
+                period_ms: 1_000,
+            },
+            then: vec![],
+        }],
+    };
+    assert_eq!(store.commit(rl(0)).await.unwrap().guards_passed, vec![true]);
+    assert_eq!(
+        store.commit(rl(10)).await.unwrap().guards_passed,
+        vec![false]
+    );
+    assert_eq!(
+        store.commit(rl(1_000)).await.unwrap().guards_passed,
+        vec![true]
+    );
+}
+
+async fn debounce_keeps_the_newest_event(store: &dyn Store) {
+    let (e1, e2) = (EventId(Ulid::new()), EventId(Ulid::new()));
+    let run_id = RunId(Ulid::new());
+    let d = |event_id, now| WriteOp::Debounce {
+        function: "f".into(),
+        key: "k".into(),
+        event_id,
+        run_id: RunId(Ulid::new()),
+        now_ms: now,
+        period_ms: 100,
+        timeout_ms: Some(150),
+    };
+    store
+        .commit(Commit {
+            ops: vec![WriteOp::Debounce {
+                function: "f".into(),
+                key: "k".into(),
+                event_id: e1,
+                run_id,
+                now_ms: 0,
+                period_ms: 100,
+                timeout_ms: Some(150),
+            }],
+        })
+        .await
+        .unwrap();
+    store
+        .commit(Commit {
+            ops: vec![d(e2, 90)],
+        })
+        .await
+        .unwrap();
+    let rec = store.debounce("f", "k").await.unwrap().unwrap();
+    assert_eq!(
+        (rec.event_id, rec.run_id, rec.fire_ms),
+        (e2, run_id, 150),
+        "newest event wins; the timeout caps the delay"
+    );
+    let items = store.run_items(run_id).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].available_at_ms, 150);
+    let take = |e| Commit {
+        ops: vec![WriteOp::Guarded {
+            guard: Guard::TakeDebounce {
+                function: "f".into(),
+                key: "k".into(),
+                event_id: e,
+            },
+            then: vec![],
+        }],
+    };
+    assert_eq!(
+        store.commit(take(e1)).await.unwrap().guards_passed,
+        vec![false]
+    );
+    assert_eq!(
+        store.commit(take(e2)).await.unwrap().guards_passed,
+        vec![true]
+    );
+    assert!(store.debounce("f", "k").await.unwrap().is_none());
+    store
+        .commit(Commit {
+            ops: vec![WriteOp::ClearRunWork(run_id)],
+        })
+        .await
+        .unwrap();
+}
+
+async fn batches_fill_and_are_taken_once(store: &dyn Store) {
+    let first = RunId(Ulid::new());
+    let append = |run_id| WriteOp::AppendBatch {
+        function: "b".into(),
+        key: "".into(),
+        event_id: EventId(Ulid::new()),
+        run_id,
+        now_ms: 10,
+        max_size: 2,
+        timeout_ms: 1_000,
+    };
+    store
+        .commit(Commit {
+            ops: vec![append(first)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.run_items(first).await.unwrap()[0].available_at_ms,
+        1_010,
+        "an open batch fires at its timeout"
+    );
+    store
+        .commit(Commit {
+            ops: vec![append(RunId(Ulid::new()))],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.batch(first).await.unwrap().unwrap().event_ids.len(),
+        2
+    );
+    assert_eq!(
+        store.run_items(first).await.unwrap()[0].available_at_ms,
+        10,
+        "a full batch fires now"
+    );
+    let second = RunId(Ulid::new());
+    store
+        .commit(Commit {
+            ops: vec![append(second)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.batch(second).await.unwrap().unwrap().event_ids.len(),
+        1,
+        "a full batch is closed; the next event opens a new one"
+    );
+    let take = |count| Commit {
+        ops: vec![WriteOp::Guarded {
+            guard: Guard::TakeBatch {
+                run_id: first,
+                count,
+            },
+            then: vec![],
+        }],
+    };
+    assert_eq!(
+        store.commit(take(1)).await.unwrap().guards_passed,
+        vec![false]
+    );
+    assert_eq!(
+        store.commit(take(2)).await.unwrap().guards_passed,
+        vec![true]
+    );
+    assert!(store.batch(first).await.unwrap().is_none());
+    for r in [first, second] {
+        store
+            .commit(Commit {
+                ops: vec![WriteOp::ClearRunWork(r)],
+            })
+            .await
+            .unwrap();
+    }
+}
+
+async fn singletons_hold_while_running(store: &dyn Store) {
+    let ev = EventId(Ulid::new());
+    let (a, b) = (RunId(Ulid::new()), RunId(Ulid::new()));
+    let guard = |run_id| WriteOp::Guarded {
+        guard: Guard::Singleton {
+            scope: "s".into(),
+            key: "k".into(),
+            run_id,
+        },
+        then: vec![WriteOp::InsertRun(run(run_id, ev))],
+    };
+    assert_eq!(
+        store
+            .commit(Commit {
+                ops: vec![guard(a)]
+            })
+            .await
+            .unwrap()
+            .guards_passed,
+        vec![true]
+    );
+    assert_eq!(
+        store
+            .commit(Commit {
+                ops: vec![guard(b)]
+            })
+            .await
+            .unwrap()
+            .guards_passed,
+        vec![false]
+    );
+    assert_eq!(store.singleton_holder("s", "k").await.unwrap(), Some(a));
+    let mut done = store.run(a).await.unwrap().unwrap();
+    done.state.status = RunStatus::Completed;
+    store
+        .commit(Commit {
+            ops: vec![WriteOp::UpdateRun {
+                run: done,
+                expected_rev: 0,
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .commit(Commit {
+                ops: vec![guard(b)]
+            })
+            .await
+            .unwrap()
+            .guards_passed,
+        vec![true]
+    );
 }
 
 async fn ingest_and_read_back(store: &dyn Store) {

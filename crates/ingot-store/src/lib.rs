@@ -77,4 +77,11 @@ pub trait Store: Send + Sync + 'static {
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>>;
     async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>>;
     async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>>;
+
+    async fn debounce(&self, function: &str, key: &str) -> Result<Option<DebounceRecord>>;
+    /// The batch of `(function, key)` that `run_id` will process.
+    async fn batch(&self, run_id: RunId) -> Result<Option<BatchRecord>>;
+    async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>>;
+    /// The run holding a singleton key, if any.
+    async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>>;
 }

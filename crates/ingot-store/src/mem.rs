@@ -25,6 +25,17 @@ struct Inner {
     inflight: HashSet<QueueItemId>,
     pauses: BTreeMap<String, Pause>,
     keys: HashMap<(String, String), i64>,
+    limiters: HashMap<String, i64>,
+    debounces: HashMap<(String, String), DebounceRecord>,
+    batches: HashMap<RunId, BatchRecord>,
+    open_batches: HashMap<(String, String), RunId>,
+    skips: Vec<SkipRecord>,
+    singletons: HashMap<(String, String), RunId>,
+}
+
+fn put_item(inner: &mut Inner, item: QueueItem, enqueued: &mut bool) {
+    *enqueued = true;
+    inner.queue.insert(item.id.clone(), item);
 }
 
 /// Everything in a mutex; commits are atomic because they hold it.
@@ -142,6 +153,115 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             inner.pauses.retain(|_, p| p.run_id != run_id);
         }
         WriteOp::History(h) => inner.history.entry(h.run_id).or_default().push(h),
+        WriteOp::Throttled {
+            name,
+            now_ms,
+            limit,
+            period_ms,
+            burst,
+            mut item,
+        } => {
+            let g = ingot_core::flow::gcra(
+                inner.limiters.get(&name).copied(),
+                now_ms,
+                limit,
+                period_ms,
+                burst,
+            );
+            inner.limiters.insert(name, g.new_tat_ms);
+            item.available_at_ms = item.available_at_ms.max(g.earliest_ms);
+            put_item(inner, item, enqueued);
+        }
+        WriteOp::Debounce {
+            function,
+            key,
+            event_id,
+            run_id,
+            now_ms,
+            period_ms,
+            timeout_ms,
+        } => {
+            let k = (function.clone(), key.clone());
+            let rec = match inner.debounces.get(&k) {
+                Some(d) => DebounceRecord {
+                    event_id,
+                    fire_ms: ingot_core::flow::debounce_fire_at(
+                        d.first_ms, now_ms, period_ms, timeout_ms,
+                    ),
+                    ..d.clone()
+                },
+                None => DebounceRecord {
+                    function: function.clone(),
+                    key: key.clone(),
+                    run_id,
+                    event_id,
+                    first_ms: now_ms,
+                    fire_ms: ingot_core::flow::debounce_fire_at(
+                        now_ms, now_ms, period_ms, timeout_ms,
+                    ),
+                },
+            };
+            let item = QueueItem {
+                id: QueueItemId(format!("debounce:{function}:{key}")),
+                run_id: rec.run_id,
+                work: Work::Debounce { function, key },
+                available_at_ms: rec.fire_ms,
+                dedupe: None,
+            };
+            inner.debounces.insert(k, rec);
+            put_item(inner, item, enqueued);
+        }
+        WriteOp::AppendBatch {
+            function,
+            key,
+            event_id,
+            run_id,
+            now_ms,
+            max_size,
+            timeout_ms,
+        } => {
+            let k = (function.clone(), key.clone());
+            let open = inner.open_batches.get(&k).copied();
+            let rid = match open {
+                Some(r) => r,
+                None => {
+                    inner.batches.insert(
+                        run_id,
+                        BatchRecord {
+                            function: function.clone(),
+                            key: key.clone(),
+                            run_id,
+                            event_ids: Vec::new(),
+                            first_ms: now_ms,
+                        },
+                    );
+                    inner.open_batches.insert(k.clone(), run_id);
+                    let item = QueueItem {
+                        id: QueueItemId(format!("batch:{run_id}")),
+                        run_id,
+                        work: Work::Batch { function, key },
+                        available_at_ms: now_ms + timeout_ms,
+                        dedupe: None,
+                    };
+                    put_item(inner, item, enqueued);
+                    run_id
+                }
+            };
+            let full = {
+                let b = inner.batches.get_mut(&rid).expect("open batch exists");
+                b.event_ids.push(event_id);
+                b.event_ids.len() >= max_size
+            };
+            if full {
+                inner.open_batches.remove(&k);
+                let id = QueueItemId(format!("batch:{rid}"));
+                if let Some(item) = inner.queue.get_mut(&id) {
+                    item.available_at_ms = now_ms;
+                    *enqueued = true;
+                }
+            }
+        }
+        WriteOp::Skip(skip) => inner.skips.push(skip),
         WriteOp::Guarded { guard, then } => {
             let passed = match guard {
                 Guard::ConsumePause(id) => inner.pauses.remove(&id).is_some(),
@@ -159,6 +279,70 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                             true
                         }
                     }
+                }
+                Guard::RateLimit {
+                    name,
+                    now_ms,
+                    limit,
+                    period_ms,
+                } => {
+                    let g = ingot_core::flow::gcra(
+                        inner.limiters.get(&name).copied(),
+                        now_ms,
+                        limit,
+                        period_ms,
+                        0,
+                    );
+                    if g.earliest_ms <= now_ms {
+                        inner.limiters.insert(name, g.new_tat_ms);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Guard::TakeBatch { run_id, count } => {
+                    let ok = inner
+                        .batches
+                        .get(&run_id)
+                        .is_some_and(|b| b.event_ids.len() == count);
+                    if ok {
+                        if let Some(b) = inner.batches.remove(&run_id) {
+                            let k = (b.function, b.key);
+                            if inner.open_batches.get(&k) == Some(&run_id) {
+                                inner.open_batches.remove(&k);
+                            }
+                        }
+                    }
+                    ok
+                }
+                Guard::TakeDebounce {
+                    function,
+                    key,
+                    event_id,
+                } => {
+                    let k = (function, key);
+                    let ok = inner
+                        .debounces
+                        .get(&k)
+                        .is_some_and(|d| d.event_id == event_id);
+                    if ok {
+                        inner.debounces.remove(&k);
+                    }
+                    ok
+                }
+                Guard::Singleton { scope, key, run_id } => {
+                    let k = (scope, key);
+                    let free = match inner.singletons.get(&k) {
+                        Some(holder) => inner
+                            .runs
+                            .get(holder)
+                            .is_none_or(|r| r.status().is_terminal()),
+                        None => true,
+                    };
+                    if free {
+                        inner.singletons.insert(k, run_id);
+                    }
+                    free
                 }
             };
             out.guards_passed.push(passed);
@@ -356,5 +540,38 @@ impl Store for MemStore {
             .filter(|p| p.run_id == id)
             .cloned()
             .collect())
+    }
+
+    async fn debounce(&self, function: &str, key: &str) -> Result<Option<DebounceRecord>> {
+        Ok(self
+            .lock()
+            .debounces
+            .get(&(function.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    async fn batch(&self, run_id: RunId) -> Result<Option<BatchRecord>> {
+        Ok(self.lock().batches.get(&run_id).cloned())
+    }
+
+    async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
+        let inner = self.lock();
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        Ok(inner
+            .skips
+            .iter()
+            .rev()
+            .filter(|s| function.is_none_or(|f| s.function == f))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>> {
+        Ok(self
+            .lock()
+            .singletons
+            .get(&(scope.to_string(), key.to_string()))
+            .copied())
     }
 }

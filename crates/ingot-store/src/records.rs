@@ -115,6 +115,14 @@ pub enum Work {
     },
     /// Cancel the run.
     Cancel,
+    /// Cancel the run if it has not started yet (`timeouts.start`).
+    StartTimeout,
+    /// A debounce period ended: start the run (whose id is the item's run id).
+    Debounce { function: String, key: String },
+    /// A batch is full or timed out: start its run.
+    Batch { function: String, key: String },
+    /// A cron tick: start a run (the item's run id) and schedule the next tick.
+    Cron { function: String, cron: String },
 }
 
 /// A unit of later work.
@@ -133,6 +141,8 @@ pub struct QueueItem {
 pub enum PauseKind {
     WaitForEvent,
     Invoke,
+    /// `cancelOn`: a matching event cancels the run.
+    Cancel,
 }
 
 impl PauseKind {
@@ -140,12 +150,14 @@ impl PauseKind {
         match self {
             PauseKind::WaitForEvent => "wait",
             PauseKind::Invoke => "invoke",
+            PauseKind::Cancel => "cancel",
         }
     }
     pub fn parse(s: &str) -> Option<PauseKind> {
         match s {
             "wait" => Some(PauseKind::WaitForEvent),
             "invoke" => Some(PauseKind::Invoke),
+            "cancel" => Some(PauseKind::Cancel),
             _ => None,
         }
     }
@@ -177,6 +189,27 @@ pub enum Guard {
         key: String,
         now_ms: i64,
         expires_at_ms: i64,
+    },
+    /// Rate limit: passes if a GCRA slot (`limit` per `period_ms`) is free now, and takes it.
+    RateLimit {
+        name: String,
+        now_ms: i64,
+        limit: u32,
+        period_ms: i64,
+    },
+    /// Passes if the batch `run_id` still holds exactly `count` events; deletes it.
+    TakeBatch { run_id: RunId, count: usize },
+    /// Passes if the debounce of `(function, key)` still holds `event_id`; deletes it.
+    TakeDebounce {
+        function: String,
+        key: String,
+        event_id: EventId,
+    },
+    /// Passes if no live run holds `(scope, key)`, and makes `run_id` the holder.
+    Singleton {
+        scope: String,
+        key: String,
+        run_id: RunId,
     },
 }
 
@@ -213,6 +246,70 @@ pub enum WriteOp {
         guard: Guard,
         then: Vec<WriteOp>,
     },
+    /// Enqueues `item` no earlier than the throttle `name` allows (GCRA with burst), taking the slot.
+    Throttled {
+        name: String,
+        now_ms: i64,
+        limit: u32,
+        period_ms: i64,
+        burst: u32,
+        item: QueueItem,
+    },
+    /// Adds an event to the debounce of `(function, key)`: the newest event wins, and the
+    /// firing item (id `debounce:<function>:<key>`, run id `run_id` for a new debounce)
+    /// moves to `period` after now, capped at `timeout` after the first event.
+    Debounce {
+        function: String,
+        key: String,
+        event_id: EventId,
+        run_id: RunId,
+        now_ms: i64,
+        period_ms: i64,
+        timeout_ms: Option<i64>,
+    },
+    /// Adds an event to the open batch of `(function, key)`, opening one (for `run_id`)
+    /// if none; a batch fires when it holds `max_size` events or `timeout_ms` after its first.
+    AppendBatch {
+        function: String,
+        key: String,
+        event_id: EventId,
+        run_id: RunId,
+        now_ms: i64,
+        max_size: usize,
+        timeout_ms: i64,
+    },
+    /// Records that an event did not start a function, and why.
+    Skip(SkipRecord),
+}
+
+/// A debounce waiting to fire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DebounceRecord {
+    pub function: String,
+    pub key: String,
+    pub run_id: RunId,
+    pub event_id: EventId,
+    pub first_ms: i64,
+    pub fire_ms: i64,
+}
+
+/// An open or full batch of events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    pub function: String,
+    pub key: String,
+    pub run_id: RunId,
+    pub event_ids: Vec<EventId>,
+    pub first_ms: i64,
+}
+
+/// An event that did not start a function (rate limit, singleton, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkipRecord {
+    pub function: String,
+    pub event_id: EventId,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 /// A set of ops applied atomically.
@@ -285,6 +382,10 @@ pub fn work_to_json(w: &Work) -> Value {
             json!({"t":"timeout","step":step,"pause":pause,"kind":kind.as_str()})
         }
         Work::Cancel => json!({"t":"cancel"}),
+        Work::StartTimeout => json!({"t":"start_timeout"}),
+        Work::Debounce { function, key } => json!({"t":"debounce","function":function,"key":key}),
+        Work::Batch { function, key } => json!({"t":"batch","function":function,"key":key}),
+        Work::Cron { function, cron } => json!({"t":"cron","function":function,"cron":cron}),
     }
 }
 
@@ -324,6 +425,19 @@ pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
             kind: kind()?,
         },
         Some("cancel") => Work::Cancel,
+        Some("start_timeout") => Work::StartTimeout,
+        Some("debounce") => Work::Debounce {
+            function: s("function")?,
+            key: s("key")?,
+        },
+        Some("batch") => Work::Batch {
+            function: s("function")?,
+            key: s("key")?,
+        },
+        Some("cron") => Work::Cron {
+            function: s("function")?,
+            cron: s("cron")?,
+        },
         _ => return Err(crate::StoreError::Corrupt(format!("unknown work {v}"))),
     })
 }
@@ -338,6 +452,7 @@ pub fn state_to_json(s: &RunState) -> Value {
         "done": s.done,
         "planned": s.planned,
         "pending": s.pending,
+        "concurrency": s.concurrency.iter().map(|k| json!({"key": k.key, "limit": k.limit})).collect::<Vec<_>>(),
     })
 }
 
@@ -374,5 +489,19 @@ pub fn state_from_json(
         done: set("done"),
         planned: set("planned"),
         pending: set("pending"),
+        concurrency: v
+            .get("concurrency")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|k| {
+                        Some(ingot_core::flow::ConcurrencyKey {
+                            key: k.get("key")?.as_str()?.to_string(),
+                            limit: k.get("limit")?.as_u64()? as u32,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }

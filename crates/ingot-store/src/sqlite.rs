@@ -320,16 +320,136 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                 .await
                 .map_err(unavailable)?;
             }
-            WriteOp::Enqueue(q) => {
-                sqlx::query("INSERT OR IGNORE INTO queue (id, run_id, work, available_at_ms, dedupe) VALUES (?,?,?,?,?)")
-                    .bind(&q.id.0)
-                    .bind(q.run_id.to_string())
-                    .bind(js(&work_to_json(&q.work)))
-                    .bind(q.available_at_ms)
-                    .bind(&q.dedupe)
+            WriteOp::Enqueue(q) => enqueue(conn, &q, "INSERT OR IGNORE").await?,
+            WriteOp::Throttled {
+                name,
+                now_ms,
+                limit,
+                period_ms,
+                burst,
+                mut item,
+            } => {
+                let tat = limiter(conn, &name).await?;
+                let g = ingot_core::flow::gcra(tat, now_ms, limit, period_ms, burst);
+                set_limiter(conn, &name, g.new_tat_ms).await?;
+                item.available_at_ms = item.available_at_ms.max(g.earliest_ms);
+                enqueue(conn, &item, "INSERT OR IGNORE").await?;
+            }
+            WriteOp::Debounce {
+                function,
+                key,
+                event_id,
+                run_id,
+                now_ms,
+                period_ms,
+                timeout_ms,
+            } => {
+                let existing = sqlx::query(
+                    "SELECT run_id, first_ms FROM debounces WHERE function = ? AND key = ?",
+                )
+                .bind(&function)
+                .bind(&key)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+                let (rid, first) = match existing {
+                    Some(row) => (
+                        parse_run_id(row.get("run_id"))?,
+                        row.get::<i64, _>("first_ms"),
+                    ),
+                    None => (run_id, now_ms),
+                };
+                let fire = ingot_core::flow::debounce_fire_at(first, now_ms, period_ms, timeout_ms);
+                sqlx::query("INSERT OR REPLACE INTO debounces (function, key, run_id, event_id, first_ms, fire_ms) VALUES (?,?,?,?,?,?)")
+                    .bind(&function)
+                    .bind(&key)
+                    .bind(rid.to_string())
+                    .bind(event_id.to_string())
+                    .bind(first)
+                    .bind(fire)
                     .execute(&mut *conn)
                     .await
                     .map_err(unavailable)?;
+                let item = QueueItem {
+                    id: QueueItemId(format!("debounce:{function}:{key}")),
+                    run_id: rid,
+                    work: Work::Debounce { function, key },
+                    available_at_ms: fire,
+                    dedupe: None,
+                };
+                enqueue(conn, &item, "INSERT OR REPLACE").await?;
+            }
+            WriteOp::AppendBatch {
+                function,
+                key,
+                event_id,
+                run_id,
+                now_ms,
+                max_size,
+                timeout_ms,
+            } => {
+                let open = sqlx::query("SELECT run_id, event_ids FROM batches WHERE function = ? AND key = ? AND open = 1")
+                    .bind(&function)
+                    .bind(&key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                let (rid, mut ids) = match open {
+                    Some(row) => {
+                        let ids: Vec<String> = serde_json::from_str(row.get("event_ids"))
+                            .map_err(|e| corrupt("batch events", e))?;
+                        (parse_run_id(row.get("run_id"))?, ids)
+                    }
+                    None => {
+                        let item = QueueItem {
+                            id: QueueItemId(format!("batch:{run_id}")),
+                            run_id,
+                            work: Work::Batch {
+                                function: function.clone(),
+                                key: key.clone(),
+                            },
+                            available_at_ms: now_ms + timeout_ms,
+                            dedupe: None,
+                        };
+                        enqueue(conn, &item, "INSERT OR IGNORE").await?;
+                        (run_id, Vec::new())
+                    }
+                };
+                ids.push(event_id.to_string());
+                let full = ids.len() >= max_size;
+                sqlx::query(
+                    "INSERT INTO batches (run_id, function, key, event_ids, first_ms, open) VALUES (?1,?2,?3,?4,?5,?6)
+                     ON CONFLICT(run_id) DO UPDATE SET event_ids = excluded.event_ids, open = excluded.open",
+                )
+                .bind(rid.to_string())
+                .bind(&function)
+                .bind(&key)
+                .bind(serde_json::to_string(&ids).unwrap_or_default())
+                .bind(now_ms)
+                .bind(!full)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+                if full {
+                    sqlx::query("UPDATE queue SET available_at_ms = ? WHERE id = ?")
+                        .bind(now_ms)
+                        .bind(format!("batch:{rid}"))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+            WriteOp::Skip(skip) => {
+                sqlx::query(
+                    "INSERT INTO skips (function, event_id, reason, at_ms) VALUES (?,?,?,?)",
+                )
+                .bind(&skip.function)
+                .bind(skip.event_id.to_string())
+                .bind(&skip.reason)
+                .bind(skip.at_ms)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
             }
             WriteOp::Ack(id) => {
                 sqlx::query("DELETE FROM queue WHERE id = ?")
@@ -403,6 +523,59 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                         .rows_affected()
                             == 1
                     }
+                    Guard::RateLimit { name, now_ms, limit, period_ms } => {
+                        let g = ingot_core::flow::gcra(limiter(conn, &name).await?, now_ms, limit, period_ms, 0);
+                        let ok = g.earliest_ms <= now_ms;
+                        if ok {
+                            set_limiter(conn, &name, g.new_tat_ms).await?;
+                        }
+                        ok
+                    }
+                    Guard::TakeBatch { run_id, count } => {
+                        let row = sqlx::query("SELECT event_ids FROM batches WHERE run_id = ?").bind(run_id.to_string()).fetch_optional(&mut *conn).await.map_err(unavailable)?;
+                        let held = match row {
+                            Some(r) => serde_json::from_str::<Vec<String>>(r.get("event_ids")).map_err(|e| corrupt("batch events", e))?.len(),
+                            None => usize::MAX,
+                        };
+                        let ok = held == count;
+                        if ok {
+                            sqlx::query("DELETE FROM batches WHERE run_id = ?").bind(run_id.to_string()).execute(&mut *conn).await.map_err(unavailable)?;
+                        }
+                        ok
+                    }
+                    Guard::TakeDebounce { function, key, event_id } => {
+                        sqlx::query("DELETE FROM debounces WHERE function = ? AND key = ? AND event_id = ?")
+                            .bind(&function)
+                            .bind(&key)
+                            .bind(event_id.to_string())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(unavailable)?
+                            .rows_affected()
+                            == 1
+                    }
+                    Guard::Singleton { scope, key, run_id } => {
+                        let holder = sqlx::query("SELECT r.status FROM singletons s LEFT JOIN runs r ON r.id = s.run_id WHERE s.scope = ? AND s.key = ?")
+                            .bind(&scope)
+                            .bind(&key)
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(unavailable)?;
+                        let free = match holder {
+                            None => true,
+                            Some(row) => row.get::<Option<String>, _>("status").is_none_or(|s| s != RunStatus::Running.as_str()),
+                        };
+                        if free {
+                            sqlx::query("INSERT OR REPLACE INTO singletons (scope, key, run_id) VALUES (?,?,?)")
+                                .bind(&scope)
+                                .bind(&key)
+                                .bind(run_id.to_string())
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(unavailable)?;
+                        }
+                        free
+                    }
                 };
                 out.guards_passed.push(passed);
                 if passed {
@@ -412,6 +585,44 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
         }
     }
     Ok(out)
+}
+
+async fn enqueue(conn: &mut SqliteConnection, q: &QueueItem, verb: &str) -> Result<()> {
+    sqlx::query(&format!(
+        "{verb} INTO queue (id, run_id, work, available_at_ms, dedupe) VALUES (?,?,?,?,?)"
+    ))
+    .bind(&q.id.0)
+    .bind(q.run_id.to_string())
+    .bind(js(&work_to_json(&q.work)))
+    .bind(q.available_at_ms)
+    .bind(&q.dedupe)
+    .execute(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+async fn limiter(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT tat_ms FROM limiters WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(row.map(|r| r.get("tat_ms")))
+}
+
+async fn set_limiter(conn: &mut SqliteConnection, name: &str, tat: i64) -> Result<()> {
+    sqlx::query("INSERT OR REPLACE INTO limiters (name, tat_ms) VALUES (?, ?)")
+        .bind(name)
+        .bind(tat)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn parse_run_id(s: String) -> Result<RunId> {
+    RunId::parse(&s).ok_or_else(|| corrupt("run id", s))
 }
 
 async fn insert_run(conn: &mut SqliteConnection, r: &RunRecord) -> Result<()> {
@@ -756,5 +967,77 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         rows.iter().map(pause_row).collect()
+    }
+
+    async fn debounce(&self, function: &str, key: &str) -> Result<Option<DebounceRecord>> {
+        let row = sqlx::query("SELECT * FROM debounces WHERE function = ? AND key = ?")
+            .bind(function)
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(DebounceRecord {
+                function: r.get("function"),
+                key: r.get("key"),
+                run_id: parse_run_id(r.get("run_id"))?,
+                event_id: event_id(r.get("event_id"))?,
+                first_ms: r.get("first_ms"),
+                fire_ms: r.get("fire_ms"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn batch(&self, run_id: RunId) -> Result<Option<BatchRecord>> {
+        let row = sqlx::query("SELECT * FROM batches WHERE run_id = ?")
+            .bind(run_id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            let ids: Vec<String> =
+                serde_json::from_str(r.get("event_ids")).map_err(|e| corrupt("batch events", e))?;
+            Ok(BatchRecord {
+                function: r.get("function"),
+                key: r.get("key"),
+                run_id,
+                event_ids: ids.iter().map(|s| event_id(s)).collect::<Result<_>>()?,
+                first_ms: r.get("first_ms"),
+            })
+        })
+        .transpose()
+    }
+
+    async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
+        let limit = if limit == 0 { -1 } else { limit as i64 };
+        let rows = sqlx::query(
+            "SELECT * FROM skips WHERE (?1 IS NULL OR function = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(function)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SkipRecord {
+                    function: r.get("function"),
+                    event_id: event_id(r.get("event_id"))?,
+                    reason: r.get("reason"),
+                    at_ms: r.get("at_ms"),
+                })
+            })
+            .collect()
+    }
+
+    async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>> {
+        let row = sqlx::query("SELECT run_id FROM singletons WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| parse_run_id(r.get("run_id"))).transpose()
     }
 }
