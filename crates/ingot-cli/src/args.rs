@@ -35,12 +35,7 @@ pub struct ServeArgs {
     #[arg(long, env = "INNGEST_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// App URLs to sync (repeatable).
-    #[arg(
-        short = 'u',
-        long = "sdk-url",
-        env = "INNGEST_SDK_URL",
-        value_delimiter = ','
-    )]
+    #[arg(short = 'u', long = "sdk-url", env = "INNGEST_SDK_URL", value_delimiter = ',')]
     pub sdk_url: Vec<String>,
     /// Do not scan local ports for apps.
     #[arg(long, env = "INNGEST_NO_DISCOVERY")]
@@ -93,11 +88,8 @@ impl ServeArgs {
         }
         let mut engine = EngineConfig::dev();
         engine.mode = mode;
-        engine.retry = if self.retry_interval == 0 {
-            RetryPolicy::Table
-        } else {
-            RetryPolicy::Fixed(Duration::from_secs(self.retry_interval))
-        };
+        engine.retry =
+            if self.retry_interval == 0 { RetryPolicy::Table } else { RetryPolicy::Fixed(Duration::from_secs(self.retry_interval)) };
         engine.sdk_urls = self.sdk_url;
         engine.discovery = !self.no_discovery && mode == Mode::Dev;
         engine.poll = !self.no_poll;
@@ -106,15 +98,8 @@ impl ServeArgs {
         engine.event_keys = self.event_key;
         engine.workers = self.queue_workers.max(1);
         engine.public_url = format!("http://{}:{}", self.host, self.port);
-        let db = self
-            .db
-            .unwrap_or_else(|| PathBuf::from(".ingot").join("ingot.db"));
-        Ok(Resolved {
-            host: self.host,
-            port: self.port,
-            db,
-            engine,
-        })
+        let db = self.db.unwrap_or_else(|| PathBuf::from(".ingot").join("ingot.db"));
+        Ok(Resolved { host: self.host, port: self.port, db, engine })
     }
 }
 
@@ -126,11 +111,7 @@ pub struct SendArgs {
     #[arg(long, default_value = "{}")]
     pub data: String,
     /// The engine's URL.
-    #[arg(
-        long,
-        env = "INNGEST_BASE_URL",
-        default_value = "http://127.0.0.1:8288"
-    )]
+    #[arg(long, env = "INNGEST_BASE_URL", default_value = "http://127.0.0.1:8288")]
     pub url: String,
     /// Event key.
     #[arg(long, env = "INNGEST_EVENT_KEY", default_value = "dev")]

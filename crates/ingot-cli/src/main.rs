@@ -15,15 +15,10 @@ use args::{Cli, Command, ServeArgs};
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(a) => serve(a, ingot_engine::Mode::Dev).await,
@@ -35,22 +30,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, mode: ingot_engine::Mode) -> anyhow::Result<()> {
     let resolved = args.resolve(mode)?;
-    let store = SqliteStore::open(&resolved.db)
-        .await
-        .with_context(|| format!("opening {}", resolved.db.display()))?;
+    let store = SqliteStore::open(&resolved.db).await.with_context(|| format!("opening {}", resolved.db.display()))?;
     let engine = Engine::new(resolved.engine, Arc::new(store), Clock::system()).await?;
     let addr: SocketAddr = format!("{}:{}", resolved.host, resolved.port)
         .parse()
         .with_context(|| format!("bad address {}:{}", resolved.host, resolved.port))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     engine.start();
-    tracing::info!(
-        "Ingot {} listening on http://{addr} (database {})",
-        mode_name(mode),
-        resolved.db.display()
-    );
+    tracing::info!("Ingot {} listening on http://{addr} (database {})", mode_name(mode), resolved.db.display());
     let app = engine.router();
     let shutdown_engine = engine.clone();
     axum::serve(listener, app)

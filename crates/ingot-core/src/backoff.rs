@@ -19,12 +19,7 @@ pub enum RetryPolicy {
 
 /// The delay before the retry that follows `failed_attempt` (zero-based).
 /// `jitter_ms` is drawn by the caller in `0..MAX_JITTER_MS`.
-pub fn retry_delay(
-    policy: RetryPolicy,
-    failed_attempt: u32,
-    jitter_ms: u64,
-    retry_after: Option<Duration>,
-) -> Duration {
+pub fn retry_delay(policy: RetryPolicy, failed_attempt: u32, jitter_ms: u64, retry_after: Option<Duration>) -> Duration {
     if let Some(after) = retry_after {
         return clamp_retry_after(after);
     }
@@ -32,8 +27,7 @@ pub fn retry_delay(
         RetryPolicy::Fixed(d) => d,
         RetryPolicy::Table => {
             let idx = (failed_attempt as usize).min(BACKOFF_TABLE_SECS.len() - 1);
-            Duration::from_secs(BACKOFF_TABLE_SECS[idx])
-                + Duration::from_millis(jitter_ms % (MAX_JITTER_MS + 1))
+            Duration::from_secs(BACKOFF_TABLE_SECS[idx]) + Duration::from_millis(jitter_ms % (MAX_JITTER_MS + 1))
         }
     }
 }
@@ -61,18 +55,9 @@ mod tests {
     #[test]
     fn retry_after_wins_and_is_clamped() {
         let p = RetryPolicy::Fixed(Duration::from_secs(1));
-        assert_eq!(
-            retry_delay(p, 0, 0, Some(Duration::from_secs(30))),
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            retry_delay(p, 0, 0, Some(Duration::from_millis(5))),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            retry_delay(p, 0, 0, Some(Duration::from_secs(999_999))),
-            Duration::from_secs(86_400)
-        );
+        assert_eq!(retry_delay(p, 0, 0, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(retry_delay(p, 0, 0, Some(Duration::from_millis(5))), Duration::from_secs(1));
+        assert_eq!(retry_delay(p, 0, 0, Some(Duration::from_secs(999_999))), Duration::from_secs(86_400));
         assert_eq!(retry_delay(p, 3, 0, None), Duration::from_secs(1));
     }
 
@@ -80,16 +65,9 @@ mod tests {
     fn every_table_entry_is_used_in_order() {
         let want = [15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200];
         for (attempt, secs) in want.into_iter().enumerate() {
-            assert_eq!(
-                retry_delay(RetryPolicy::Table, attempt as u32, 0, None),
-                Duration::from_secs(secs),
-                "attempt {attempt}"
-            );
+            assert_eq!(retry_delay(RetryPolicy::Table, attempt as u32, 0, None), Duration::from_secs(secs), "attempt {attempt}");
         }
-        assert_eq!(
-            retry_delay(RetryPolicy::Table, u32::MAX, 0, None),
-            Duration::from_secs(7200)
-        );
+        assert_eq!(retry_delay(RetryPolicy::Table, u32::MAX, 0, None), Duration::from_secs(7200));
     }
 
     #[test]
@@ -103,18 +81,9 @@ mod tests {
         assert!(table(u64::MAX) <= 15_000 + MAX_JITTER_MS);
         // A fixed interval ignores jitter; Retry-After ignores both.
         let fixed = RetryPolicy::Fixed(Duration::from_millis(250));
-        assert_eq!(
-            retry_delay(fixed, 0, 12_345, None),
-            Duration::from_millis(250)
-        );
-        assert_eq!(
-            retry_delay(RetryPolicy::Fixed(Duration::ZERO), 0, 0, None),
-            Duration::ZERO
-        );
-        assert_eq!(
-            retry_delay(RetryPolicy::Table, 9, 29_999, Some(Duration::from_secs(30))),
-            Duration::from_secs(30)
-        );
+        assert_eq!(retry_delay(fixed, 0, 12_345, None), Duration::from_millis(250));
+        assert_eq!(retry_delay(RetryPolicy::Fixed(Duration::ZERO), 0, 0, None), Duration::ZERO);
+        assert_eq!(retry_delay(RetryPolicy::Table, 9, 29_999, Some(Duration::from_secs(30))), Duration::from_secs(30));
     }
 
     #[test]
@@ -123,10 +92,7 @@ mod tests {
         assert_eq!(c(Duration::ZERO), Duration::from_secs(1));
         assert_eq!(c(Duration::from_millis(999)), Duration::from_secs(1));
         assert_eq!(c(Duration::from_secs(1)), Duration::from_secs(1));
-        assert_eq!(
-            c(Duration::from_millis(1_500)),
-            Duration::from_millis(1_500)
-        );
+        assert_eq!(c(Duration::from_millis(1_500)), Duration::from_millis(1_500));
         assert_eq!(c(Duration::from_secs(86_400)), Duration::from_secs(86_400));
         assert_eq!(c(Duration::from_secs(86_401)), Duration::from_secs(86_400));
         assert_eq!(c(Duration::MAX), Duration::from_secs(86_400));

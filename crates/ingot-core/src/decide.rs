@@ -98,39 +98,15 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// Memoize a step result and append it to the stack. Never overwrites.
-    SaveStep {
-        step: String,
-        name: String,
-        memo: Value,
-    },
+    SaveStep { step: String, name: String, memo: Value },
     /// Call the SDK at `at_ms`.
-    Call {
-        target: CallTarget,
-        attempt: u32,
-        at_ms: i64,
-    },
+    Call { target: CallTarget, attempt: u32, at_ms: i64 },
     /// Wake the run at `at_ms` and memoize `null` for `step`.
-    Sleep {
-        step: String,
-        name: String,
-        at_ms: i64,
-    },
+    Sleep { step: String, name: String, at_ms: i64 },
     /// Wait for an event named `event` matching `if_exp`, until `expires_ms`.
-    WaitForEvent {
-        step: String,
-        name: String,
-        event: String,
-        if_exp: Option<String>,
-        expires_ms: i64,
-    },
+    WaitForEvent { step: String, name: String, event: String, if_exp: Option<String>, expires_ms: i64 },
     /// Start `function` with `payload` and wait for it until `expires_ms`.
-    Invoke {
-        step: String,
-        name: String,
-        function: String,
-        payload: Value,
-        expires_ms: i64,
-    },
+    Invoke { step: String, name: String, function: String, payload: Value, expires_ms: i64 },
     /// End the run.
     Finish { status: RunStatus, output: Value },
 }
@@ -144,19 +120,14 @@ pub struct Decision {
 
 /// The pure transition function.
 pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Decision {
-    let mut d = Decision {
-        state: run.clone(),
-        effects: Vec::new(),
-    };
+    let mut d = Decision { state: run.clone(), effects: Vec::new() };
     if run.status.is_terminal() {
         return d;
     }
     match input {
         Input::Cancel => finish(&mut d, RunStatus::Cancelled, Value::Null),
         Input::SleepDone { step } => resolve_async(&mut d, step, Value::Null, now_ms),
-        Input::WaitResolved { step, event } => {
-            resolve_async(&mut d, step, event.unwrap_or(Value::Null), now_ms)
-        }
+        Input::WaitResolved { step, event } => resolve_async(&mut d, step, event.unwrap_or(Value::Null), now_ms),
         Input::InvokeResolved { step, result } => {
             let memo = match result {
                 Ok(data) => json!({ "data": data }),
@@ -164,40 +135,19 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
             };
             resolve_async(&mut d, step, memo, now_ms)
         }
-        Input::Reply {
-            target,
-            attempt,
-            reply,
-            meta,
-        } => {
+        Input::Reply { target, attempt, reply, meta } => {
             if let Some(v) = meta.version {
                 d.state.version = v;
             }
             match reply {
                 Reply::Done(output) => finish(&mut d, RunStatus::Completed, output),
                 Reply::Ops(ops) => apply_ops(&mut d, &target, attempt, ops, &meta, now_ms, policy),
-                Reply::Error { error, .. } => call_failed(
-                    &mut d,
-                    &target,
-                    attempt,
-                    error,
-                    meta.no_retry == Some(true),
-                    meta.retry_after,
-                    now_ms,
-                    policy,
-                ),
+                Reply::Error { error, .. } => {
+                    call_failed(&mut d, &target, attempt, error, meta.no_retry == Some(true), meta.retry_after, now_ms, policy)
+                }
                 Reply::Invalid(reason) => {
                     let error = json!({ "name": "InvalidResponseError", "message": reason });
-                    call_failed(
-                        &mut d,
-                        &target,
-                        attempt,
-                        error,
-                        false,
-                        meta.retry_after,
-                        now_ms,
-                        policy,
-                    )
+                    call_failed(&mut d, &target, attempt, error, false, meta.retry_after, now_ms, policy)
                 }
             }
         }
@@ -224,11 +174,7 @@ fn call_failed(
 ) {
     if !no_retry && attempt + 1 < d.state.max_attempts {
         let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, retry_after);
-        d.effects.push(Effect::Call {
-            target: target.clone(),
-            attempt: attempt + 1,
-            at_ms: now_ms + delay.as_millis() as i64,
-        });
+        d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: now_ms + delay.as_millis() as i64 });
     } else {
         finish(d, RunStatus::Failed, error);
     }
@@ -262,59 +208,22 @@ fn after_completion(d: &mut Decision, now_ms: i64) {
 }
 
 fn push_discovery(d: &mut Decision, at_ms: i64) {
-    let exists = d.effects.iter().any(|e| {
-        matches!(
-            e,
-            Effect::Call {
-                target: CallTarget::Discovery,
-                attempt: 0,
-                ..
-            }
-        )
-    });
+    let exists = d.effects.iter().any(|e| matches!(e, Effect::Call { target: CallTarget::Discovery, attempt: 0, .. }));
     if !exists {
-        d.effects.push(Effect::Call {
-            target: CallTarget::Discovery,
-            attempt: 0,
-            at_ms,
-        });
+        d.effects.push(Effect::Call { target: CallTarget::Discovery, attempt: 0, at_ms });
     }
 }
 
-fn apply_ops(
-    d: &mut Decision,
-    target: &CallTarget,
-    attempt: u32,
-    ops: Vec<Op>,
-    meta: &ReplyMeta,
-    now_ms: i64,
-    policy: Policy,
-) {
+fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, meta: &ReplyMeta, now_ms: i64, policy: Policy) {
     // Distinct steps the run would have: memoized, in flight, and newly reported.
-    let mut steps: BTreeSet<&str> = d
-        .state
-        .done
-        .iter()
-        .chain(&d.state.pending)
-        .map(String::as_str)
-        .collect();
+    let mut steps: BTreeSet<&str> = d.state.done.iter().chain(&d.state.pending).map(String::as_str).collect();
     steps.extend(ops.iter().filter(|o| is_step(&o.op)).map(|o| o.id.as_str()));
     if ops.len() > MAX_STEPS || steps.len() > MAX_STEPS {
         let error = json!({"name": "StepLimitError", "message": format!("a run may have at most {MAX_STEPS} steps")});
         return finish(d, RunStatus::Failed, error);
     }
-    let lazy = |o: &Op| {
-        matches!(
-            o.op,
-            Opcode::StepPlanned | Opcode::Sleep | Opcode::WaitForEvent | Opcode::InvokeFunction
-        )
-    };
-    if ops
-        .iter()
-        .filter(|o| lazy(o) || o.op == Opcode::StepRun)
-        .count()
-        > 1
-    {
+    let lazy = |o: &Op| matches!(o.op, Opcode::StepPlanned | Opcode::Sleep | Opcode::WaitForEvent | Opcode::InvokeFunction);
+    if ops.iter().filter(|o| lazy(o) || o.op == Opcode::StepRun).count() > 1 {
         d.state.force_plan = true;
     }
     let mut completed = false;
@@ -342,11 +251,7 @@ fn apply_ops(
                 if d.state.done.contains(&op.id) {
                     continue;
                 }
-                let error = op
-                    .error
-                    .clone()
-                    .or(op.data.clone())
-                    .unwrap_or_else(|| json!({"name":"Error","message":"step failed"}));
+                let error = op.error.clone().or(op.data.clone()).unwrap_or_else(|| json!({"name":"Error","message":"step failed"}));
                 save(d, op.id, name, json!({ "error": error }));
                 completed = true;
             }
@@ -354,18 +259,10 @@ fn apply_ops(
                 if d.state.done.contains(&op.id) {
                     continue;
                 }
-                let error = op
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| json!({"name":"Error","message":"step errored"}));
+                let error = op.error.clone().unwrap_or_else(|| json!({"name":"Error","message":"step errored"}));
                 if meta.no_retry != Some(true) && attempt + 1 < d.state.max_attempts {
-                    let delay =
-                        retry_delay(policy.retry, attempt, policy.jitter_ms, meta.retry_after);
-                    d.effects.push(Effect::Call {
-                        target: target.clone(),
-                        attempt: attempt + 1,
-                        at_ms: now_ms + delay.as_millis() as i64,
-                    });
+                    let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, meta.retry_after);
+                    d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: now_ms + delay.as_millis() as i64 });
                 } else {
                     save(d, op.id, name, json!({ "error": error }));
                     completed = true;
@@ -377,11 +274,7 @@ fn apply_ops(
                 }
                 d.state.planned.insert(op.id.clone());
                 d.state.pending.insert(op.id.clone());
-                d.effects.push(Effect::Call {
-                    target: CallTarget::Step(op.id),
-                    attempt: 0,
-                    at_ms: now_ms,
-                });
+                d.effects.push(Effect::Call { target: CallTarget::Step(op.id), attempt: 0, at_ms: now_ms });
             }
             Opcode::Sleep => {
                 if d.state.done.contains(&op.id) || d.state.pending.contains(&op.id) {
@@ -390,19 +283,10 @@ fn apply_ops(
                 match sleep_until(&op, now_ms) {
                     Ok(at_ms) => {
                         d.state.pending.insert(op.id.clone());
-                        d.effects.push(Effect::Sleep {
-                            step: op.id,
-                            name,
-                            at_ms,
-                        });
+                        d.effects.push(Effect::Sleep { step: op.id, name, at_ms });
                     }
                     Err(msg) => {
-                        save(
-                            d,
-                            op.id,
-                            name,
-                            json!({"error": {"name": "Error", "message": msg}}),
-                        );
+                        save(d, op.id, name, json!({"error": {"name": "Error", "message": msg}}));
                         completed = true;
                     }
                 }
@@ -411,64 +295,35 @@ fn apply_ops(
                 if d.state.done.contains(&op.id) || d.state.pending.contains(&op.id) {
                     continue;
                 }
-                let event = op
-                    .opt_str("event")
-                    .map(str::to_string)
-                    .or(op.name.clone())
-                    .unwrap_or_default();
-                let if_exp = op
-                    .opt_str("if")
-                    .filter(|s| !s.trim().is_empty())
-                    .map(str::to_string);
+                let event = op.opt_str("event").map(str::to_string).or(op.name.clone()).unwrap_or_default();
+                let if_exp = op.opt_str("if").filter(|s| !s.trim().is_empty()).map(str::to_string);
                 let timeout = op.opt_str("timeout").unwrap_or("");
                 let expires_ms = match timestr::parse_duration(timeout) {
                     Ok(t) => now_ms + (t.as_millis() as i64).min(MAX_SLEEP_MS),
                     Err(_) if timeout.is_empty() => now_ms,
                     Err(e) => {
-                        save(
-                            d,
-                            op.id,
-                            name,
-                            json!({"error": {"name": "Error", "message": e.to_string()}}),
-                        );
+                        save(d, op.id, name, json!({"error": {"name": "Error", "message": e.to_string()}}));
                         completed = true;
                         continue;
                     }
                 };
                 d.state.pending.insert(op.id.clone());
                 let name = op.display_name.clone().unwrap_or_else(|| op.id.clone());
-                d.effects.push(Effect::WaitForEvent {
-                    step: op.id,
-                    name,
-                    event,
-                    if_exp,
-                    expires_ms,
-                });
+                d.effects.push(Effect::WaitForEvent { step: op.id, name, event, if_exp, expires_ms });
             }
             Opcode::InvokeFunction => {
                 if d.state.done.contains(&op.id) || d.state.pending.contains(&op.id) {
                     continue;
                 }
                 let function = op.opt_str("function_id").unwrap_or("").to_string();
-                let payload = op
-                    .opts
-                    .as_ref()
-                    .and_then(|o| o.get("payload"))
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
+                let payload = op.opts.as_ref().and_then(|o| o.get("payload")).cloned().unwrap_or_else(|| json!({}));
                 let expires_ms = match op.opt_str("timeout").map(timestr::parse_duration) {
                     Some(Ok(t)) => now_ms + (t.as_millis() as i64).min(MAX_SLEEP_MS),
                     _ => now_ms + MAX_SLEEP_MS,
                 };
                 d.state.pending.insert(op.id.clone());
                 let name = op.display_name.clone().unwrap_or_else(|| op.id.clone());
-                d.effects.push(Effect::Invoke {
-                    step: op.id,
-                    name,
-                    function,
-                    payload,
-                    expires_ms,
-                });
+                d.effects.push(Effect::Invoke { step: op.id, name, function, payload, expires_ms });
             }
             Opcode::RunComplete => {
                 let output = op.data.unwrap_or(Value::Null);
@@ -478,16 +333,7 @@ fn apply_ops(
             Opcode::DiscoveryRequest => call_now = true,
             Opcode::StepNotFound => {
                 let error = json!({"name": "StepNotFoundError", "message": format!("the SDK could not find step {}", op.id)});
-                return call_failed(
-                    d,
-                    target,
-                    attempt,
-                    error,
-                    false,
-                    meta.retry_after,
-                    now_ms,
-                    policy,
-                );
+                return call_failed(d, target, attempt, error, false, meta.retry_after, now_ms, policy);
             }
             // Experimental and unknown ops are ignored, never fatal.
             Opcode::DeferAdd | Opcode::DeferAbort | Opcode::Other(_) => {}
@@ -517,20 +363,13 @@ fn is_step(op: &Opcode) -> bool {
 
 /// A Sleep op's wake-up time: `opts.duration`, else `name` as a duration or a date.
 fn sleep_until(op: &Op, now_ms: i64) -> Result<i64, String> {
-    let spec = op
-        .opt_str("duration")
-        .or(op.name.as_deref())
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let spec = op.opt_str("duration").or(op.name.as_deref()).unwrap_or("").trim().to_string();
     let at = if let Ok(d) = timestr::parse_duration(&spec) {
         now_ms + d.as_millis() as i64
     } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&spec) {
         t.timestamp_millis()
     } else {
-        return Err(format!(
-            "cannot read sleep {spec:?}: expected a duration like \"2s\" or an ISO-8601 time"
-        ));
+        return Err(format!("cannot read sleep {spec:?}: expected a duration like \"2s\" or an ISO-8601 time"));
     };
     Ok(at.clamp(now_ms, now_ms + MAX_SLEEP_MS))
 }

@@ -22,10 +22,7 @@ impl Expr {
         let program = std::panic::catch_unwind(|| cel_interpreter::Program::compile(source))
             .map_err(|_| format!("invalid expression {source:?}"))?
             .map_err(|e| format!("invalid expression {source:?}: {e}"))?;
-        Ok(Expr {
-            source: source.to_string(),
-            program,
-        })
+        Ok(Expr { source: source.to_string(), program })
     }
 
     pub fn source(&self) -> &str {
@@ -49,17 +46,13 @@ impl Expr {
         }
         // The interpreter is third-party code fed user input: a panic in it
         // must fail this one expression, not the engine.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.program.execute(&ctx)))
-            .ok()?
-            .ok()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.program.execute(&ctx))).ok()?.ok()
     }
 }
 
 /// Compiles and evaluates once; invalid expressions are false.
 pub fn eval_bool(source: &str, vars: &[(&str, &Value)]) -> bool {
-    Expr::compile(source)
-        .map(|e| e.matches(vars))
-        .unwrap_or(false)
+    Expr::compile(source).map(|e| e.matches(vars)).unwrap_or(false)
 }
 
 /// Compiles and evaluates once to a JSON value; invalid expressions are None.
@@ -78,23 +71,11 @@ mod tests {
         let other = json!({"name":"b","data":{"id":"x"}});
         assert!(eval_bool("event.data.plan == 'pro'", &[("event", &event)]));
         assert!(eval_bool("event.data.n > 2", &[("event", &event)]));
-        assert!(eval_bool(
-            "async.data.id == event.data.id",
-            &[("event", &event), ("async", &other)]
-        ));
-        assert!(!eval_bool(
-            "event.data.missing == 'x'",
-            &[("event", &event)]
-        ));
+        assert!(eval_bool("async.data.id == event.data.id", &[("event", &event), ("async", &other)]));
+        assert!(!eval_bool("event.data.missing == 'x'", &[("event", &event)]));
         assert!(!eval_bool("event.data.plan ==", &[("event", &event)]));
         assert!(Expr::compile("(((").is_err());
-        assert_eq!(
-            eval_value("event.data.plan", &[("event", &event)]),
-            Some(json!("pro"))
-        );
-        assert_eq!(
-            eval_value("event.data.n", &[("event", &event)]),
-            Some(json!(3))
-        );
+        assert_eq!(eval_value("event.data.plan", &[("event", &event)]), Some(json!("pro")));
+        assert_eq!(eval_value("event.data.n", &[("event", &event)]), Some(json!(3)));
     }
 }

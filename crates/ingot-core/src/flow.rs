@@ -26,20 +26,12 @@ pub fn gcra(tat_ms: Option<i64>, now_ms: i64, limit: u32, period_ms: i64, burst:
     let tolerance = interval * (limit - 1 + burst as i64);
     let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
     let earliest = (tat - tolerance).max(now_ms);
-    Gcra {
-        earliest_ms: earliest,
-        new_tat_ms: tat.max(earliest) + interval,
-    }
+    Gcra { earliest_ms: earliest, new_tat_ms: tat.max(earliest) + interval }
 }
 
 /// When a debounced function fires: `period` after the last event, but never
 /// later than `timeout` after the first.
-pub fn debounce_fire_at(
-    first_ms: i64,
-    now_ms: i64,
-    period_ms: i64,
-    timeout_ms: Option<i64>,
-) -> i64 {
+pub fn debounce_fire_at(first_ms: i64, now_ms: i64, period_ms: i64, timeout_ms: Option<i64>) -> i64 {
     let at = now_ms + period_ms;
     match timeout_ms {
         Some(t) => at.min(first_ms + t),
@@ -82,10 +74,7 @@ pub struct ConcurrencyBook {
 impl ConcurrencyBook {
     /// Takes one slot of every key if all have room; otherwise takes none.
     pub fn try_acquire(&mut self, keys: &[ConcurrencyKey]) -> bool {
-        if keys
-            .iter()
-            .any(|k| self.in_flight.get(&k.key).copied().unwrap_or(0) >= k.limit)
-        {
+        if keys.iter().any(|k| self.in_flight.get(&k.key).copied().unwrap_or(0) >= k.limit) {
             return false;
         }
         for k in keys {
@@ -149,38 +138,20 @@ mod tests {
     #[test]
     fn throttle_spreads_starts_and_drops_none() {
         // 1 per second: five simultaneous arrivals start a second apart.
-        assert_eq!(
-            throttle_starts(&[0, 0, 0, 0, 0], 1, 1000, 0),
-            vec![0, 1000, 2000, 3000, 4000]
-        );
+        assert_eq!(throttle_starts(&[0, 0, 0, 0, 0], 1, 1000, 0), vec![0, 1000, 2000, 3000, 4000]);
         // 2 per second: two at once, then one every 500 ms.
-        assert_eq!(
-            throttle_starts(&[0, 0, 0, 0], 2, 1000, 0),
-            vec![0, 0, 500, 1000]
-        );
+        assert_eq!(throttle_starts(&[0, 0, 0, 0], 2, 1000, 0), vec![0, 0, 500, 1000]);
         // A burst of 1 lets one more start at once.
         assert_eq!(throttle_starts(&[0, 0, 0], 1, 1000, 1), vec![0, 0, 1000]);
         // Arrivals slower than the limit are never delayed.
-        assert_eq!(
-            throttle_starts(&[0, 1500, 3000], 1, 1000, 0),
-            vec![0, 1500, 3000]
-        );
+        assert_eq!(throttle_starts(&[0, 1500, 3000], 1, 1000, 0), vec![0, 1500, 3000]);
     }
 
     #[test]
     fn rate_limit_skips_the_excess() {
-        assert_eq!(
-            rate_limit_accepts(&[0, 10, 20, 1000], 1, 1000),
-            vec![true, false, false, true]
-        );
-        assert_eq!(
-            rate_limit_accepts(&[0, 0, 0, 0], 2, 1000),
-            vec![true, true, false, false]
-        );
-        assert_eq!(
-            rate_limit_accepts(&[0, 0, 600], 2, 1000),
-            vec![true, true, true]
-        );
+        assert_eq!(rate_limit_accepts(&[0, 10, 20, 1000], 1, 1000), vec![true, false, false, true]);
+        assert_eq!(rate_limit_accepts(&[0, 0, 0, 0], 2, 1000), vec![true, true, false, false]);
+        assert_eq!(rate_limit_accepts(&[0, 0, 600], 2, 1000), vec![true, true, true]);
     }
 
     #[test]
@@ -193,23 +164,14 @@ mod tests {
     #[test]
     fn priority_is_clamped() {
         assert_eq!(priority_offset_ms(&json!(10)), 10_000);
-        assert_eq!(
-            priority_offset_ms(&json!(-99999)),
-            -MAX_PRIORITY_SECS * 1000
-        );
+        assert_eq!(priority_offset_ms(&json!(-99999)), -MAX_PRIORITY_SECS * 1000);
         assert_eq!(priority_offset_ms(&json!("nope")), 0);
     }
 
     #[test]
     fn concurrency_book_limits_each_key() {
-        let a = ConcurrencyKey {
-            key: "fn:a".into(),
-            limit: 2,
-        };
-        let b = ConcurrencyKey {
-            key: "env:b".into(),
-            limit: 1,
-        };
+        let a = ConcurrencyKey { key: "fn:a".into(), limit: 2 };
+        let b = ConcurrencyKey { key: "env:b".into(), limit: 1 };
         let mut book = ConcurrencyBook::default();
         assert!(book.try_acquire(std::slice::from_ref(&a)));
         assert!(book.try_acquire(&[a.clone(), b.clone()]));

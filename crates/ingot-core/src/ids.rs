@@ -29,10 +29,7 @@ macro_rules! ulid_id {
 }
 
 ulid_id!(RunId, "a function run");
-ulid_id!(
-    EventId,
-    "an event as stored by the engine (its internal id)"
-);
+ulid_id!(EventId, "an event as stored by the engine (its internal id)");
 
 /// A function's composite id, `<app>-<fn>`, as SDKs register it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

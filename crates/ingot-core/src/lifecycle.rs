@@ -50,12 +50,8 @@ pub fn finished_events(f: &Finished<'_>, now_ms: i64) -> Vec<Value> {
     let data = Value::Object(data);
     let mut out = Vec::new();
     match f.status {
-        RunStatus::Failed => out.push(
-            json!({"name": FUNCTION_FAILED, "id": f.run_id, "data": data.clone(), "ts": now_ms}),
-        ),
-        RunStatus::Cancelled => out.push(
-            json!({"name": FUNCTION_CANCELLED, "id": f.run_id, "data": data.clone(), "ts": now_ms}),
-        ),
+        RunStatus::Failed => out.push(json!({"name": FUNCTION_FAILED, "id": f.run_id, "data": data.clone(), "ts": now_ms})),
+        RunStatus::Cancelled => out.push(json!({"name": FUNCTION_CANCELLED, "id": f.run_id, "data": data.clone(), "ts": now_ms})),
         _ => {}
     }
     out.push(json!({"name": FUNCTION_FINISHED, "data": data, "ts": now_ms}));
@@ -63,15 +59,7 @@ pub fn finished_events(f: &Finished<'_>, now_ms: i64) -> Vec<Value> {
 }
 
 /// The `inngest/function.invoked` event for `step.invoke` from `run_id`'s `step`.
-pub fn invoked_event(
-    target: &str,
-    payload: &Value,
-    run_id: &str,
-    step: &str,
-    source_fn: &str,
-    expires_ms: i64,
-    now_ms: i64,
-) -> Value {
+pub fn invoked_event(target: &str, payload: &Value, run_id: &str, step: &str, source_fn: &str, expires_ms: i64, now_ms: i64) -> Value {
     let mut data = match payload.get("data") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),

@@ -11,9 +11,7 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
         return true;
     }
     match pattern.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with('/') || prefix.ends_with('.') || prefix.is_empty() => {
-            name.starts_with(prefix)
-        }
+        Some(prefix) if prefix.ends_with('/') || prefix.ends_with('.') || prefix.is_empty() => name.starts_with(prefix),
         _ => false,
     }
 }
@@ -32,18 +30,11 @@ impl EventTrigger {
             Some(src) => Some(Expr::compile(src)?),
             None => None,
         };
-        Ok(EventTrigger {
-            event: event.to_string(),
-            expression,
-        })
+        Ok(EventTrigger { event: event.to_string(), expression })
     }
 
     pub fn matches(&self, name: &str, event: &Value) -> bool {
-        name_matches(&self.event, name)
-            && self
-                .expression
-                .as_ref()
-                .is_none_or(|e| e.matches(&[("event", event)]))
+        name_matches(&self.event, name) && self.expression.as_ref().is_none_or(|e| e.matches(&[("event", event)]))
     }
 }
 
@@ -70,19 +61,9 @@ mod tests {
 
     #[test]
     fn expressions_filter() {
-        let t = EventTrigger::new(
-            "inngest/function.failed",
-            Some("event.data.function_id == 'app-f'"),
-        )
-        .unwrap();
-        assert!(t.matches(
-            "inngest/function.failed",
-            &json!({"data":{"function_id":"app-f"}})
-        ));
-        assert!(!t.matches(
-            "inngest/function.failed",
-            &json!({"data":{"function_id":"app-g"}})
-        ));
+        let t = EventTrigger::new("inngest/function.failed", Some("event.data.function_id == 'app-f'")).unwrap();
+        assert!(t.matches("inngest/function.failed", &json!({"data":{"function_id":"app-f"}})));
+        assert!(!t.matches("inngest/function.failed", &json!({"data":{"function_id":"app-g"}})));
         assert!(!t.matches("inngest/function.failed", &json!({"data":{}})));
         assert!(EventTrigger::new("x", Some("((")).is_err());
     }

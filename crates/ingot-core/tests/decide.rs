@@ -10,10 +10,7 @@ use std::time::Duration;
 use ingot_core::backoff::RetryPolicy;
 use ingot_core::decide::{MAX_SLEEP_MS, MAX_STEPS, MAX_STEP_OUTPUT_BYTES};
 use ingot_core::lifecycle::invoke_timed_out;
-use ingot_core::{
-    decide, CallTarget, Effect, FunctionSlug, Input, Policy, Reply, ReplyMeta, RunId, RunState,
-    RunStatus,
-};
+use ingot_core::{decide, CallTarget, Effect, FunctionSlug, Input, Policy, Reply, ReplyMeta, RunId, RunState, RunStatus};
 use ingot_protocol::Op;
 use serde_json::{json, Value};
 
@@ -177,10 +174,7 @@ fn run(max_attempts: u32) -> RunState {
 
 /// A running run at request version `v` (as after the SDK's first reply).
 fn run_v(max_attempts: u32, version: i32) -> RunState {
-    RunState {
-        version,
-        ..run(max_attempts)
-    }
+    RunState { version, ..run(max_attempts) }
 }
 
 fn set(ids: &[&str]) -> BTreeSet<String> {
@@ -196,12 +190,7 @@ fn ops(body: Value) -> Reply {
 }
 
 fn reply(target: CallTarget, attempt: u32, reply: Reply, meta: ReplyMeta) -> Input {
-    Input::Reply {
-        target,
-        attempt,
-        reply,
-        meta,
-    }
+    Input::Reply { target, attempt, reply, meta }
 }
 
 /// Discovery, attempt 0, replying with `body` (a JSON array of ops).
@@ -218,62 +207,34 @@ fn meta() -> ReplyMeta {
 }
 
 fn v(version: i32) -> ReplyMeta {
-    ReplyMeta {
-        version: Some(version),
-        ..ReplyMeta::default()
-    }
+    ReplyMeta { version: Some(version), ..ReplyMeta::default() }
 }
 
 fn no_retry(flag: bool) -> ReplyMeta {
-    ReplyMeta {
-        no_retry: Some(flag),
-        version: Some(2),
-        ..ReplyMeta::default()
-    }
+    ReplyMeta { no_retry: Some(flag), version: Some(2), ..ReplyMeta::default() }
 }
 
 fn retry_after(d: Duration) -> ReplyMeta {
-    ReplyMeta {
-        no_retry: Some(false),
-        version: Some(2),
-        retry_after: Some(d),
-    }
+    ReplyMeta { no_retry: Some(false), version: Some(2), retry_after: Some(d) }
 }
 
 fn fixed(ms: u64) -> Policy {
-    Policy {
-        retry: RetryPolicy::Fixed(Duration::from_millis(ms)),
-        jitter_ms: 0,
-    }
+    Policy { retry: RetryPolicy::Fixed(Duration::from_millis(ms)), jitter_ms: 0 }
 }
 
 fn table(jitter_ms: u64) -> Policy {
-    Policy {
-        retry: RetryPolicy::Table,
-        jitter_ms,
-    }
+    Policy { retry: RetryPolicy::Table, jitter_ms }
 }
 
 /// The policy `ingot dev --retry-interval 1` uses.
-const FIXED_1S: Policy = Policy {
-    retry: RetryPolicy::Fixed(Duration::from_secs(1)),
-    jitter_ms: 0,
-};
+const FIXED_1S: Policy = Policy { retry: RetryPolicy::Fixed(Duration::from_secs(1)), jitter_ms: 0 };
 
 fn save(step: &str, name: &str, memo: Value) -> Effect {
-    Effect::SaveStep {
-        step: step.into(),
-        name: name.into(),
-        memo,
-    }
+    Effect::SaveStep { step: step.into(), name: name.into(), memo }
 }
 
 fn call(target: CallTarget, attempt: u32, at_ms: i64) -> Effect {
-    Effect::Call {
-        target,
-        attempt,
-        at_ms,
-    }
+    Effect::Call { target, attempt, at_ms }
 }
 
 fn discovery() -> Effect {
@@ -319,42 +280,19 @@ fn assert_decision(
 // ---------------------------------------------------------------------------
 
 /// (case, call target, attempt, reply headers, 206 body, effects, memoized after)
-type StepResultCase = (
-    &'static str,
-    CallTarget,
-    u32,
-    ReplyMeta,
-    Value,
-    Vec<Effect>,
-    &'static [&'static str],
-);
+type StepResultCase = (&'static str, CallTarget, u32, ReplyMeta, Value, Vec<Effect>, &'static [&'static str]);
 
 /// A reply carrying `body` to a call on a fresh run (max 5 attempts).
 #[track_caller]
-fn check_step_result(
-    case: &str,
-    target: CallTarget,
-    attempt: u32,
-    meta: ReplyMeta,
-    body: Value,
-    effects: Vec<Effect>,
-    done: &[&str],
-) {
+fn check_step_result(case: &str, target: CallTarget, attempt: u32, meta: ReplyMeta, body: Value, effects: Vec<Effect>, done: &[&str]) {
     let r = run(5);
     let version = meta.version;
-    assert_decision(
-        case,
-        &r,
-        reply(target, attempt, ops(body), meta),
-        FIXED_1S,
-        effects,
-        |s| {
-            s.done = set(done);
-            if let Some(v) = version {
-                s.version = v;
-            }
-        },
-    );
+    assert_decision(case, &r, reply(target, attempt, ops(body), meta), FIXED_1S, effects, |s| {
+        s.done = set(done);
+        if let Some(v) = version {
+            s.version = v;
+        }
+    });
 }
 
 #[test]
@@ -440,25 +378,14 @@ fn oversized_step_output_is_saved_as_an_error() {
         ("one byte over, legacy Step", json!([{"id": "big", "op": "Step", "name": "big", "data": over}]), too_large.clone()),
     ];
     for (case, body, memo) in cases {
-        check_step_result(
-            case,
-            CallTarget::Discovery,
-            0,
-            meta(),
-            body,
-            vec![save("big", "big", memo), discovery()],
-            &["big"],
-        );
+        check_step_result(case, CallTarget::Discovery, 0, meta(), body, vec![save("big", "big", memo), discovery()], &["big"]);
     }
 }
 
 /// A run where `FIRST` is already memoized gets `body` again: nothing happens.
 #[track_caller]
 fn check_duplicate(case: &str, body: Value) {
-    let r = RunState {
-        done: set(&[FIRST]),
-        ..run_v(3, 2)
-    };
+    let r = RunState { done: set(&[FIRST]), ..run_v(3, 2) };
     assert_decision(case, &r, discovered(body, v(2)), FIXED_1S, vec![], |_| {});
 }
 
@@ -466,9 +393,7 @@ fn check_duplicate(case: &str, body: Value) {
 fn reports_for_an_already_memoized_step_are_ignored() {
     let dup = |op: &str, extra: Value| {
         let mut o = json!({"id": FIRST, "op": op, "name": "first"});
-        o.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         json!([o])
     };
     #[rustfmt::skip]
@@ -493,13 +418,7 @@ fn reports_for_an_already_memoized_step_are_ignored() {
 // ---------------------------------------------------------------------------
 
 #[track_caller]
-fn check_finish(
-    case: &str,
-    run: RunState,
-    input: Input,
-    effects: Vec<Effect>,
-    edit: impl FnOnce(&mut RunState),
-) {
+fn check_finish(case: &str, run: RunState, input: Input, effects: Vec<Effect>, edit: impl FnOnce(&mut RunState)) {
     assert_decision(case, &run, input, FIXED_1S, effects, edit);
 }
 
@@ -536,9 +455,7 @@ fn runs_complete_on_200_and_on_run_complete() {
         "206 [RunComplete] (JS v4 checkpointing), data raw",
         run(5),
         discovered(json!([js_run_complete()]), v(2)),
-        vec![done(
-            json!({"a": {"n": 1, "from": "fixture"}, "b": "second saw 1"}),
-        )],
+        vec![done(json!({"a": {"n": 1, "from": "fixture"}, "b": "second saw 1"}))],
         complete,
     );
     check_finish(
@@ -564,21 +481,13 @@ fn runs_complete_on_200_and_on_run_complete() {
     check_finish(
         "ops after RunComplete are not applied",
         run(5),
-        discovered(
-            json!([{"op": "RunComplete", "id": COMPLETE, "data": 1}, js_step_run_first()]),
-            v(2),
-        ),
+        discovered(json!([{"op": "RunComplete", "id": COMPLETE, "data": 1}, js_step_run_first()]), v(2)),
         vec![done(json!(1))],
         complete,
     );
     check_finish(
         "200 while parallel siblings are pending still completes",
-        RunState {
-            pending: set(&[PAR_B]),
-            planned: set(&[PAR_A, PAR_B]),
-            force_plan: true,
-            ..run_v(5, 2)
-        },
+        RunState { pending: set(&[PAR_B]), planned: set(&[PAR_A, PAR_B]), force_plan: true, ..run_v(5, 2) },
         reply(step(PAR_A), 0, Reply::Done(json!("x")), v(2)),
         vec![done(json!("x"))],
         |s| s.status = RunStatus::Completed,
@@ -588,20 +497,10 @@ fn runs_complete_on_200_and_on_run_complete() {
 #[test]
 fn cancel_finishes_the_run_cancelled() {
     let cancelled = vec![finish(RunStatus::Cancelled, Value::Null)];
-    check_finish(
-        "a fresh run",
-        run(5),
-        Input::Cancel,
-        cancelled.clone(),
-        |s| s.status = RunStatus::Cancelled,
-    );
+    check_finish("a fresh run", run(5), Input::Cancel, cancelled.clone(), |s| s.status = RunStatus::Cancelled);
     check_finish(
         "a run with a sleep and a wait pending",
-        RunState {
-            pending: set(&[NAP, WAIT]),
-            done: set(&[FIRST]),
-            ..run_v(5, 2)
-        },
+        RunState { pending: set(&[NAP, WAIT]), done: set(&[FIRST]), ..run_v(5, 2) },
         Input::Cancel,
         cancelled,
         |s| s.status = RunStatus::Cancelled,
@@ -611,11 +510,7 @@ fn cancel_finishes_the_run_cancelled() {
 /// Every input to a run in `status` is a no-op: no effects, the state as it was.
 #[track_caller]
 fn check_terminal(status: RunStatus) {
-    let r = RunState {
-        status,
-        pending: set(&[NAP]),
-        ..run_v(3, 2)
-    };
+    let r = RunState { status, pending: set(&[NAP]), ..run_v(3, 2) };
     #[rustfmt::skip]
     let inputs: Vec<(&str, Input)> = vec![
         ("200", reply(CallTarget::Discovery, 0, Reply::Done(json!(1)), v(1))),
@@ -635,24 +530,13 @@ fn check_terminal(status: RunStatus) {
         ("cancel", Input::Cancel),
     ];
     for (case, input) in inputs {
-        assert_decision(
-            &format!("{status:?} run, {case}"),
-            &r,
-            input,
-            FIXED_1S,
-            vec![],
-            |_| {},
-        );
+        assert_decision(&format!("{status:?} run, {case}"), &r, input, FIXED_1S, vec![], |_| {});
     }
 }
 
 #[test]
 fn a_finished_run_ignores_every_input() {
-    for status in [
-        RunStatus::Completed,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ] {
+    for status in [RunStatus::Completed, RunStatus::Failed, RunStatus::Cancelled] {
         check_terminal(status);
     }
 }
@@ -664,40 +548,22 @@ fn a_finished_run_ignores_every_input() {
 /// A `StepError` for `flaky` (JS v4 shape unless `body` says otherwise) on a
 /// run with `max_attempts`: either a retry `Call`, or the error memoized.
 #[track_caller]
-fn check_step_error(
-    (case, max_attempts, target, attempt, meta, policy, body, want): StepErrorCase,
-) {
+fn check_step_error((case, max_attempts, target, attempt, meta, policy, body, want): StepErrorCase) {
     let r = run(max_attempts);
     let effects = match &want {
         Retried::At(at_ms) => vec![call(target.clone(), attempt + 1, *at_ms)],
         Retried::No(memo) => vec![save(FLAKY, "flaky", memo.clone()), discovery()],
     };
-    assert_decision(
-        case,
-        &r,
-        reply(target, attempt, ops(body), meta),
-        policy,
-        effects,
-        |s| {
-            s.version = 2;
-            if let Retried::No(_) = want {
-                s.done = set(&[FLAKY]);
-            }
-        },
-    );
+    assert_decision(case, &r, reply(target, attempt, ops(body), meta), policy, effects, |s| {
+        s.version = 2;
+        if let Retried::No(_) = want {
+            s.done = set(&[FLAKY]);
+        }
+    });
 }
 
 /// (case, max_attempts, call target, attempt, reply headers, policy, 206 body, outcome)
-type StepErrorCase = (
-    &'static str,
-    u32,
-    CallTarget,
-    u32,
-    ReplyMeta,
-    Policy,
-    Value,
-    Retried,
-);
+type StepErrorCase = (&'static str, u32, CallTarget, u32, ReplyMeta, Policy, Value, Retried);
 
 enum Retried {
     /// The same request again, one attempt later, at this time.
@@ -773,12 +639,7 @@ fn js_v4_step_error_walk_matches_the_fixture() {
     r = assert_decision(
         "02 attempt 1: StepError",
         &r,
-        reply(
-            CallTarget::Discovery,
-            1,
-            ops(json!([js_step_error()])),
-            no_retry(false),
-        ),
+        reply(CallTarget::Discovery, 1, ops(json!([js_step_error()])), no_retry(false)),
         FIXED_1S,
         vec![call(CallTarget::Discovery, 2, NOW + SECS)],
         |_| {},
@@ -788,26 +649,14 @@ fn js_v4_step_error_walk_matches_the_fixture() {
         &r,
         reply(CallTarget::Discovery, 2, ops(failed_op), no_retry(true)),
         FIXED_1S,
-        vec![
-            save(FLAKY, "flaky", json!({"error": js_step_error_body()})),
-            discovery(),
-        ],
+        vec![save(FLAKY, "flaky", json!({"error": js_step_error_body()})), discovery()],
         |s| s.done = set(&[FLAKY]),
     );
-    let rethrown =
-        json!({"name": "Error", "message": "step boom", "stack": "", "__serialized": true});
+    let rethrown = json!({"name": "Error", "message": "step boom", "stack": "", "__serialized": true});
     assert_decision(
         "04 discovery: the rethrown error fails the run",
         &r,
-        reply(
-            CallTarget::Discovery,
-            0,
-            Reply::Error {
-                status: 400,
-                error: rethrown.clone(),
-            },
-            no_retry(true),
-        ),
+        reply(CallTarget::Discovery, 0, Reply::Error { status: 400, error: rethrown.clone() }, no_retry(true)),
         FIXED_1S,
         vec![failed(rethrown)],
         |s| s.status = RunStatus::Failed,
@@ -821,43 +670,25 @@ fn js_v4_step_error_walk_matches_the_fixture() {
 /// A failed call (error status or invalid reply) on a run with `max_attempts`:
 /// a retry of the same request, or the run failed with `Failed(output)`.
 #[track_caller]
-fn check_call_error(
-    (case, max_attempts, target, attempt, reply_, meta, policy, want): CallErrorCase,
-) {
+fn check_call_error((case, max_attempts, target, attempt, reply_, meta, policy, want): CallErrorCase) {
     let r = run(max_attempts);
     let version = meta.version;
     let effects = match &want {
         Outcome::Retry(at_ms) => vec![call(target.clone(), attempt + 1, *at_ms)],
         Outcome::Failed(output) => vec![failed(output.clone())],
     };
-    assert_decision(
-        case,
-        &r,
-        reply(target, attempt, reply_, meta),
-        policy,
-        effects,
-        |s| {
-            if let Some(v) = version {
-                s.version = v;
-            }
-            if let Outcome::Failed(_) = want {
-                s.status = RunStatus::Failed;
-            }
-        },
-    );
+    assert_decision(case, &r, reply(target, attempt, reply_, meta), policy, effects, |s| {
+        if let Some(v) = version {
+            s.version = v;
+        }
+        if let Outcome::Failed(_) = want {
+            s.status = RunStatus::Failed;
+        }
+    });
 }
 
 /// (case, max_attempts, call target, attempt, reply, reply headers, policy, outcome)
-type CallErrorCase = (
-    &'static str,
-    u32,
-    CallTarget,
-    u32,
-    Reply,
-    ReplyMeta,
-    Policy,
-    Outcome,
-);
+type CallErrorCase = (&'static str, u32, CallTarget, u32, Reply, ReplyMeta, Policy, Outcome);
 
 enum Outcome {
     Retry(i64),
@@ -920,15 +751,7 @@ fn function_error_walk_retries_every_attempt_then_fails() {
         r = assert_decision(
             &format!("attempt {attempt}"),
             &r,
-            reply(
-                CallTarget::Discovery,
-                attempt,
-                Reply::Error {
-                    status: 500,
-                    error: js_fn_error(),
-                },
-                no_retry(false),
-            ),
+            reply(CallTarget::Discovery, attempt, Reply::Error { status: 500, error: js_fn_error() }, no_retry(false)),
             FIXED_1S,
             vec![call(CallTarget::Discovery, attempt + 1, NOW + SECS)],
             |s| s.version = 2,
@@ -937,15 +760,7 @@ fn function_error_walk_retries_every_attempt_then_fails() {
     assert_decision(
         "attempt 4",
         &r,
-        reply(
-            CallTarget::Discovery,
-            4,
-            Reply::Error {
-                status: 400,
-                error: js_fn_error(),
-            },
-            no_retry(true),
-        ),
+        reply(CallTarget::Discovery, 4, Reply::Error { status: 400, error: js_fn_error() }, no_retry(true)),
         FIXED_1S,
         vec![failed(js_fn_error())],
         |s| s.status = RunStatus::Failed,
@@ -979,10 +794,7 @@ fn check_parallel(walk: &str, mut run: RunState, turns: Vec<Turn>) -> RunState {
         assert_eq!(got.state.force_plan, t.force_plan, "{case}: force_plan");
         assert_eq!(got.state.pending, set(t.pending), "{case}: pending");
         assert_eq!(got.state.done, set(t.done), "{case}: done");
-        assert!(
-            got.state.planned.is_superset(&before),
-            "{case}: planned shrank"
-        );
+        assert!(got.state.planned.is_superset(&before), "{case}: planned shrank");
         run = got.state;
     }
     run
@@ -996,22 +808,11 @@ fn turn(
     pending: &'static [&'static str],
     done: &'static [&'static str],
 ) -> Turn {
-    Turn {
-        label,
-        input,
-        effects,
-        force_plan,
-        pending,
-        done,
-    }
+    Turn { label, input, effects, force_plan, pending, done }
 }
 
 /// The V2 walk (JS v4 and Python, `parallel.*`), with the SDK's op shapes.
-fn v2_parallel_walk(
-    walk: &str,
-    planned: fn(&str, &str) -> Value,
-    ran: fn(&str, &str, Value) -> Value,
-) {
+fn v2_parallel_walk(walk: &str, planned: fn(&str, &str) -> Value, ran: fn(&str, &str, Value) -> Value) {
     let on_step = |id: &str, body: Value| reply(step(id), 0, ops(body), v(2));
     let end = check_parallel(
         walk,
@@ -1019,10 +820,7 @@ fn v2_parallel_walk(
         vec![
             turn(
                 "discovery plans both branches",
-                discovered(
-                    json!([planned(PAR_A, "par-a"), planned(PAR_B, "par-b")]),
-                    v(2),
-                ),
+                discovered(json!([planned(PAR_A, "par-a"), planned(PAR_B, "par-b")]), v(2)),
                 vec![call(step(PAR_A), 0, NOW), call(step(PAR_B), 0, NOW)],
                 true,
                 &[PAR_A, PAR_B],
@@ -1046,12 +844,7 @@ fn v2_parallel_walk(
             ),
             turn(
                 "the discovery returns the value",
-                reply(
-                    CallTarget::Discovery,
-                    0,
-                    Reply::Done(json!(["A", "B"])),
-                    v(2),
-                ),
+                reply(CallTarget::Discovery, 0, Reply::Done(json!(["A", "B"])), v(2)),
                 vec![finish(RunStatus::Completed, json!(["A", "B"]))],
                 false,
                 &[],
@@ -1081,10 +874,7 @@ fn v2_parallel_completion_order_and_failures_do_not_matter() {
         vec![
             turn(
                 "plan",
-                discovered(
-                    json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]),
-                    v(2),
-                ),
+                discovered(json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]), v(2)),
                 vec![call(step(PAR_A), 0, NOW), call(step(PAR_B), 0, NOW)],
                 true,
                 &[PAR_A, PAR_B],
@@ -1093,11 +883,7 @@ fn v2_parallel_completion_order_and_failures_do_not_matter() {
             turn(
                 "par-b fails for good: saved as an error, a still pending",
                 on_step(PAR_B, 0, failed_b),
-                vec![save(
-                    PAR_B,
-                    "par-b",
-                    json!({"error": {"name": "Error", "message": "b broke"}}),
-                )],
+                vec![save(PAR_B, "par-b", json!({"error": {"name": "Error", "message": "b broke"}}))],
                 true,
                 &[PAR_A],
                 &[PAR_B],
@@ -1113,14 +899,7 @@ fn v2_parallel_completion_order_and_failures_do_not_matter() {
             turn(
                 "par-a errors on its last attempt: saved, then the discovery",
                 on_step(PAR_A, 2, error_a),
-                vec![
-                    save(
-                        PAR_A,
-                        "par-a",
-                        json!({"error": {"name": "Error", "message": "a flaked"}}),
-                    ),
-                    discovery(),
-                ],
+                vec![save(PAR_A, "par-a", json!({"error": {"name": "Error", "message": "a flaked"}})), discovery()],
                 false,
                 &[],
                 &[PAR_A, PAR_B],
@@ -1139,10 +918,7 @@ fn v1_parallel_steps_each_trigger_discovery_and_replans_are_ignored() {
         vec![
             turn(
                 "discovery plans both branches",
-                discovered(
-                    json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]),
-                    v(1),
-                ),
+                discovered(json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]), v(1)),
                 vec![call(step(PAR_A), 0, NOW), call(step(PAR_B), 0, NOW)],
                 true,
                 &[PAR_A, PAR_B],
@@ -1182,12 +958,7 @@ fn v1_parallel_steps_each_trigger_discovery_and_replans_are_ignored() {
             ),
             turn(
                 "the function returns",
-                reply(
-                    CallTarget::Discovery,
-                    0,
-                    Reply::Done(json!({"a": "A", "b": "B"})),
-                    v(1),
-                ),
+                reply(CallTarget::Discovery, 0, Reply::Done(json!({"a": "A", "b": "B"})), v(1)),
                 vec![finish(RunStatus::Completed, json!({"a": "A", "b": "B"}))],
                 true,
                 &[],
@@ -1203,14 +974,7 @@ type PlanCase = (&'static str, RunState, Value, ReplyMeta, Vec<Effect>, bool);
 
 /// A single reply on a run in the given state: effects, and force-plan after.
 #[track_caller]
-fn check_plan(
-    case: &str,
-    run: RunState,
-    body: Value,
-    meta: ReplyMeta,
-    effects: Vec<Effect>,
-    force_plan: bool,
-) {
+fn check_plan(case: &str, run: RunState, body: Value, meta: ReplyMeta, effects: Vec<Effect>, force_plan: bool) {
     let got = decide(&run, discovered(body, meta), NOW, FIXED_1S);
     assert_eq!(got.effects, effects, "{case}: effects");
     assert_eq!(got.state.force_plan, force_plan, "{case}: force_plan");
@@ -1248,36 +1012,21 @@ fn force_plan_is_set_when_a_reply_reports_more_than_one_step() {
 
 #[test]
 fn a_replanned_step_is_not_called_twice() {
-    let v2_pending = RunState {
-        planned: set(&[PAR_A, PAR_B]),
-        pending: set(&[PAR_A, PAR_B]),
-        force_plan: true,
-        ..run_v(5, 2)
-    };
+    let v2_pending = RunState { planned: set(&[PAR_A, PAR_B]), pending: set(&[PAR_A, PAR_B]), force_plan: true, ..run_v(5, 2) };
     let r = v2_pending.clone();
     assert_decision(
         "V2: both re-reported",
         &r,
-        discovered(
-            json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]),
-            v(2),
-        ),
+        discovered(json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]), v(2)),
         FIXED_1S,
         vec![],
         |_| {},
     );
-    let r = RunState {
-        planned: set(&[PAR_A]),
-        pending: set(&[PAR_A]),
-        ..run_v(5, 1)
-    };
+    let r = RunState { planned: set(&[PAR_A]), pending: set(&[PAR_A]), ..run_v(5, 1) };
     assert_decision(
         "V1: a known and a new one: only the new one is called",
         &r,
-        discovered(
-            json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]),
-            v(1),
-        ),
+        discovered(json!([js_planned(PAR_A, "par-a"), js_planned(PAR_B, "par-b")]), v(1)),
         FIXED_1S,
         vec![call(step(PAR_B), 0, NOW)],
         |s| {
@@ -1286,75 +1035,24 @@ fn a_replanned_step_is_not_called_twice() {
             s.force_plan = true;
         },
     );
-    let r = RunState {
-        planned: set(&[PAR_A]),
-        done: set(&[PAR_A]),
-        ..run_v(5, 1)
-    };
-    assert_decision(
-        "V1: a done step re-planned",
-        &r,
-        discovered(json!([js_planned(PAR_A, "par-a")]), v(1)),
-        FIXED_1S,
-        vec![],
-        |_| {},
-    );
-    let r = RunState {
-        done: set(&[PAR_A]),
-        ..run_v(5, 1)
-    };
-    assert_decision(
-        "a done step never planned by us",
-        &r,
-        discovered(json!([js_planned(PAR_A, "par-a")]), v(1)),
-        FIXED_1S,
-        vec![],
-        |_| {},
-    );
+    let r = RunState { planned: set(&[PAR_A]), done: set(&[PAR_A]), ..run_v(5, 1) };
+    assert_decision("V1: a done step re-planned", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![], |_| {});
+    let r = RunState { done: set(&[PAR_A]), ..run_v(5, 1) };
+    assert_decision("a done step never planned by us", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![], |_| {});
 }
 
 #[test]
 fn resumes_respect_pending_siblings() {
     // `Promise.all([step.sleep("nap", "2s"), step.run("par-a")])`.
-    let plan = || {
-        discovered(
-            json!([js_sleep(NAP, "nap", "2s"), js_planned(PAR_A, "par-a")]),
-            v(2),
-        )
-    };
-    let ran_a = || {
-        reply(
-            step(PAR_A),
-            0,
-            ops(json!([js_ran(PAR_A, "par-a", json!("A"))])),
-            v(2),
-        )
-    };
-    let sleep = Effect::Sleep {
-        step: NAP.into(),
-        name: "nap".into(),
-        at_ms: NOW + 2 * SECS,
-    };
+    let plan = || discovered(json!([js_sleep(NAP, "nap", "2s"), js_planned(PAR_A, "par-a")]), v(2));
+    let ran_a = || reply(step(PAR_A), 0, ops(json!([js_ran(PAR_A, "par-a", json!("A"))])), v(2));
+    let sleep = Effect::Sleep { step: NAP.into(), name: "nap".into(), at_ms: NOW + 2 * SECS };
     check_parallel(
         "V2: step first, then the sleep",
         run(5),
         vec![
-            turn(
-                "plan",
-                plan(),
-                vec![sleep.clone(), call(step(PAR_A), 0, NOW)],
-                true,
-                &[NAP, PAR_A],
-                &[],
-            ),
-            turn(
-                "par-a done, the sleep still pending",
-                ran_a(),
-                vec![save(PAR_A, "par-a", json!({"data": "A"}))],
-                true,
-                &[NAP],
-                &[PAR_A],
-            ),
+            turn("plan", plan(), vec![sleep.clone(), call(step(PAR_A), 0, NOW)], true, &[NAP, PAR_A], &[]),
+            turn("par-a done, the sleep still pending", ran_a(), vec![save(PAR_A, "par-a", json!({"data": "A"}))], true, &[NAP], &[PAR_A]),
             turn(
                 "the sleep ends: the one discovery",
                 Input::SleepDone { step: NAP.into() },
@@ -1369,14 +1067,7 @@ fn resumes_respect_pending_siblings() {
         "V2: the sleep first, then the step",
         run(5),
         vec![
-            turn(
-                "plan",
-                plan(),
-                vec![sleep.clone(), call(step(PAR_A), 0, NOW)],
-                true,
-                &[NAP, PAR_A],
-                &[],
-            ),
+            turn("plan", plan(), vec![sleep.clone(), call(step(PAR_A), 0, NOW)], true, &[NAP, PAR_A], &[]),
             turn(
                 "the sleep ends while par-a is pending",
                 Input::SleepDone { step: NAP.into() },
@@ -1395,24 +1086,12 @@ fn resumes_respect_pending_siblings() {
             ),
         ],
     );
-    let plan_v1 = || {
-        discovered(
-            json!([js_sleep(NAP, "nap", "2s"), js_planned(PAR_A, "par-a")]),
-            v(1),
-        )
-    };
+    let plan_v1 = || discovered(json!([js_sleep(NAP, "nap", "2s"), js_planned(PAR_A, "par-a")]), v(1));
     check_parallel(
         "V1: every completion calls",
         run(5),
         vec![
-            turn(
-                "plan",
-                plan_v1(),
-                vec![sleep, call(step(PAR_A), 0, NOW)],
-                true,
-                &[NAP, PAR_A],
-                &[],
-            ),
+            turn("plan", plan_v1(), vec![sleep, call(step(PAR_A), 0, NOW)], true, &[NAP, PAR_A], &[]),
             turn(
                 "the sleep ends",
                 Input::SleepDone { step: NAP.into() },
@@ -1437,34 +1116,18 @@ fn check_sleep(case: &str, op: Value, want: Result<i64, String>) {
     let (id, name) = (parsed.id.clone(), parsed.display());
     let r = run(5);
     match want {
-        Ok(at_ms) => assert_decision(
-            case,
-            &r,
-            discovered(json!([op]), v(2)),
-            FIXED_1S,
-            vec![Effect::Sleep {
-                step: id.clone(),
-                name,
-                at_ms,
-            }],
-            |s| {
+        Ok(at_ms) => {
+            assert_decision(case, &r, discovered(json!([op]), v(2)), FIXED_1S, vec![Effect::Sleep { step: id.clone(), name, at_ms }], |s| {
                 s.version = 2;
                 s.pending = set(&[&id]);
-            },
-        ),
+            })
+        }
         Err(message) => assert_decision(
             case,
             &r,
             discovered(json!([op]), v(2)),
             FIXED_1S,
-            vec![
-                save(
-                    &id,
-                    &name,
-                    json!({"error": {"name": "Error", "message": message}}),
-                ),
-                discovery(),
-            ],
+            vec![save(&id, &name, json!({"error": {"name": "Error", "message": message}})), discovery()],
             |s| {
                 s.version = 2;
                 s.done = set(&[&id]);
@@ -1474,18 +1137,12 @@ fn check_sleep(case: &str, op: Value, want: Result<i64, String>) {
 }
 
 fn unreadable(spec: &str) -> Result<i64, String> {
-    Err(format!(
-        "cannot read sleep {spec:?}: expected a duration like \"2s\" or an ISO-8601 time"
-    ))
+    Err(format!("cannot read sleep {spec:?}: expected a duration like \"2s\" or an ISO-8601 time"))
 }
 
 #[test]
 fn sleeps_read_a_duration_or_a_date() {
-    let date_ms = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .timestamp_millis()
-    };
+    let date_ms = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
     let with_opts = |name: Value, opts: Value| json!({"id": NAP, "op": "Sleep", "displayName": "nap", "name": name, "opts": opts});
     #[rustfmt::skip]
     let cases: Vec<(&str, Value, Result<i64, String>)> = vec![
@@ -1521,18 +1178,8 @@ fn sleeps_read_a_duration_or_a_date() {
 
 #[test]
 fn a_sleep_already_pending_is_not_scheduled_twice() {
-    let r = RunState {
-        pending: set(&[NAP]),
-        ..run_v(5, 2)
-    };
-    assert_decision(
-        "re-reported sleep",
-        &r,
-        discovered(json!([js_sleep(NAP, "nap", "2s")]), v(2)),
-        FIXED_1S,
-        vec![],
-        |_| {},
-    );
+    let r = RunState { pending: set(&[NAP]), ..run_v(5, 2) };
+    assert_decision("re-reported sleep", &r, discovered(json!([js_sleep(NAP, "nap", "2s")]), v(2)), FIXED_1S, vec![], |_| {});
 }
 
 // ---------------------------------------------------------------------------
@@ -1548,39 +1195,21 @@ fn check_wait(case: &str, op: Value, want: WaitOutcome) {
     let id = op["id"].as_str().unwrap().to_string();
     let r = run(5);
     match want {
-        Ok(effect) => assert_decision(
-            case,
-            &r,
-            discovered(json!([op]), v(2)),
-            FIXED_1S,
-            vec![effect],
-            |s| {
-                s.version = 2;
-                s.pending = set(&[&id]);
-            },
-        ),
-        Err((name, memo)) => assert_decision(
-            case,
-            &r,
-            discovered(json!([op]), v(2)),
-            FIXED_1S,
-            vec![save(&id, &name, memo), discovery()],
-            |s| {
+        Ok(effect) => assert_decision(case, &r, discovered(json!([op]), v(2)), FIXED_1S, vec![effect], |s| {
+            s.version = 2;
+            s.pending = set(&[&id]);
+        }),
+        Err((name, memo)) => {
+            assert_decision(case, &r, discovered(json!([op]), v(2)), FIXED_1S, vec![save(&id, &name, memo), discovery()], |s| {
                 s.version = 2;
                 s.done = set(&[&id]);
-            },
-        ),
+            })
+        }
     };
 }
 
 fn wait(step: &str, name: &str, event: &str, if_exp: Option<&str>, expires_ms: i64) -> Effect {
-    Effect::WaitForEvent {
-        step: step.into(),
-        name: name.into(),
-        event: event.into(),
-        if_exp: if_exp.map(String::from),
-        expires_ms,
-    }
+    Effect::WaitForEvent { step: step.into(), name: name.into(), event: event.into(), if_exp: if_exp.map(String::from), expires_ms }
 }
 
 #[test]
@@ -1589,10 +1218,7 @@ fn waits_create_a_pause_with_event_condition_and_expiry() {
     let w = |opts: Value| json!({"id": WAIT, "op": "WaitForEvent", "displayName": "wait-approve", "name": "test/approve", "opts": opts});
     let bad_timeout = |t: &str| {
         let message = format!("invalid duration {t:?}: expected e.g. \"30s\", \"1h30m\", \"7d\"");
-        Err((
-            "wait-approve".to_string(),
-            json!({"error": {"name": "Error", "message": message}}),
-        ))
+        Err(("wait-approve".to_string(), json!({"error": {"name": "Error", "message": message}})))
     };
     #[rustfmt::skip]
     let cases: Vec<(&str, Value, WaitOutcome)> = vec![
@@ -1623,24 +1249,11 @@ fn waits_create_a_pause_with_event_condition_and_expiry() {
 #[track_caller]
 fn check_invoke(case: &str, op: Value, function: &str, payload: Value, expires_ms: i64) {
     let r = run(5);
-    let effect = Effect::Invoke {
-        step: CALL_CHILD.into(),
-        name: "call-child".into(),
-        function: function.into(),
-        payload,
-        expires_ms,
-    };
-    assert_decision(
-        case,
-        &r,
-        discovered(json!([op]), v(2)),
-        FIXED_1S,
-        vec![effect],
-        |s| {
-            s.version = 2;
-            s.pending = set(&[CALL_CHILD]);
-        },
-    );
+    let effect = Effect::Invoke { step: CALL_CHILD.into(), name: "call-child".into(), function: function.into(), payload, expires_ms };
+    assert_decision(case, &r, discovered(json!([op]), v(2)), FIXED_1S, vec![effect], |s| {
+        s.version = 2;
+        s.pending = set(&[CALL_CHILD]);
+    });
 }
 
 #[test]
@@ -1672,29 +1285,12 @@ fn invokes_start_the_target_and_wait_for_it() {
 /// `input` resumes `step` on a run where it is pending (or, with `done`, already memoized).
 #[track_caller]
 fn check_resume(case: &str, already_done: bool, step: &str, input: Input, memo: Option<Value>) {
-    let r = if already_done {
-        RunState {
-            done: set(&[step]),
-            ..run_v(5, 2)
-        }
-    } else {
-        RunState {
-            pending: set(&[step]),
-            ..run_v(5, 2)
-        }
-    };
+    let r = if already_done { RunState { done: set(&[step]), ..run_v(5, 2) } } else { RunState { pending: set(&[step]), ..run_v(5, 2) } };
     match memo {
-        Some(memo) => assert_decision(
-            case,
-            &r,
-            input,
-            FIXED_1S,
-            vec![save(step, step, memo), discovery()],
-            |s| {
-                s.pending.clear();
-                s.done = set(&[step]);
-            },
-        ),
+        Some(memo) => assert_decision(case, &r, input, FIXED_1S, vec![save(step, step, memo), discovery()], |s| {
+            s.pending.clear();
+            s.done = set(&[step]);
+        }),
         None => assert_decision(case, &r, input, FIXED_1S, vec![], |_| {}),
     };
 }
@@ -1738,13 +1334,7 @@ fn wait_and_invoke_walks_match_the_fixtures() {
         &r,
         discovered(json!([js_wait()]), v(2)),
         FIXED_1S,
-        vec![wait(
-            WAIT,
-            "wait-approve",
-            "test/approve",
-            Some("async.data.id == event.data.id"),
-            NOW + HOURS,
-        )],
+        vec![wait(WAIT, "wait-approve", "test/approve", Some("async.data.id == event.data.id"), NOW + HOURS)],
         |s| {
             s.version = 2;
             s.pending = set(&[WAIT]);
@@ -1753,10 +1343,7 @@ fn wait_and_invoke_walks_match_the_fixtures() {
     r = assert_decision(
         "wait: matched",
         &r,
-        Input::WaitResolved {
-            step: WAIT.into(),
-            event: Some(approve_event()),
-        },
+        Input::WaitResolved { step: WAIT.into(), event: Some(approve_event()) },
         FIXED_1S,
         vec![save(WAIT, WAIT, approve_event()), discovery()],
         |s| {
@@ -1796,15 +1383,9 @@ fn wait_and_invoke_walks_match_the_fixtures() {
     r = assert_decision(
         "invoke: timed out",
         &r,
-        Input::InvokeResolved {
-            step: CALL_CHILD.into(),
-            result: Err(invoke_timed_out()),
-        },
+        Input::InvokeResolved { step: CALL_CHILD.into(), result: Err(invoke_timed_out()) },
         FIXED_1S,
-        vec![
-            save(CALL_CHILD, CALL_CHILD, json!({"error": invoke_timed_out()})),
-            discovery(),
-        ],
+        vec![save(CALL_CHILD, CALL_CHILD, json!({"error": invoke_timed_out()})), discovery()],
         |s| {
             s.pending.clear();
             s.done = set(&[CALL_CHILD]);
@@ -1814,15 +1395,7 @@ fn wait_and_invoke_walks_match_the_fixtures() {
     assert_decision(
         "invoke: rethrown",
         &r,
-        reply(
-            CallTarget::Discovery,
-            0,
-            Reply::Error {
-                status: 400,
-                error: rethrown.clone(),
-            },
-            no_retry(true),
-        ),
+        reply(CallTarget::Discovery, 0, Reply::Error { status: 400, error: rethrown.clone() }, no_retry(true)),
         FIXED_1S,
         vec![failed(rethrown)],
         |s| s.status = RunStatus::Failed,
@@ -1872,10 +1445,7 @@ fn check_version(case: &str, before: i32, input: Input, after: i32) {
 
 #[test]
 fn the_sdk_request_version_is_recorded() {
-    let err = || Reply::Error {
-        status: 500,
-        error: js_fn_error(),
-    };
+    let err = || Reply::Error { status: 500, error: js_fn_error() };
     #[rustfmt::skip]
     let cases: Vec<(&str, i32, Input, i32)> = vec![
         ("first reply from JS v4 / Python", -1, discovered(json!([js_step_run_first()]), v(2)), 2),
@@ -1906,29 +1476,13 @@ fn step_run(id: &str) -> Value {
 }
 
 /// (case, memoized, in flight, discovery's 206 body, effects or `None` for a step-limit failure)
-type LimitCase = (
-    &'static str,
-    BTreeSet<String>,
-    BTreeSet<String>,
-    Value,
-    Option<Vec<Effect>>,
-);
+type LimitCase = (&'static str, BTreeSet<String>, BTreeSet<String>, Value, Option<Vec<Effect>>);
 
 /// A reply on a run with `done` memoized and `pending` in flight: the run
 /// either carries on (`Some(effects)`) or fails on the step limit (`None`).
 #[track_caller]
-fn check_step_limit(
-    case: &str,
-    done: BTreeSet<String>,
-    pending: BTreeSet<String>,
-    body: Value,
-    want: Option<Vec<Effect>>,
-) {
-    let r = RunState {
-        done,
-        pending,
-        ..run_v(5, 2)
-    };
+fn check_step_limit(case: &str, done: BTreeSet<String>, pending: BTreeSet<String>, body: Value, want: Option<Vec<Effect>>) {
+    let r = RunState { done, pending, ..run_v(5, 2) };
     let got = decide(&r, discovered(body, v(2)), NOW, FIXED_1S);
     match want {
         Some(effects) => {
@@ -1948,21 +1502,9 @@ fn check_step_limit(
 fn a_run_may_have_at_most_a_thousand_steps() {
     let planned_ids = ids("p", MAX_STEPS);
     let plan_all = Value::Array(planned_ids.iter().map(|id| js_planned(id, id)).collect());
-    let plan_all_calls: Vec<Effect> = planned_ids
-        .iter()
-        .map(|id| call(step(id), 0, NOW))
-        .collect();
-    let one_too_many = Value::Array(
-        ids("p", MAX_STEPS + 1)
-            .iter()
-            .map(|id| js_planned(id, id))
-            .collect(),
-    );
-    let defers = Value::Array(
-        (0..=MAX_STEPS)
-            .map(|i| json!({"id": format!("d{i}"), "op": "DeferAdd"}))
-            .collect(),
-    );
+    let plan_all_calls: Vec<Effect> = planned_ids.iter().map(|id| call(step(id), 0, NOW)).collect();
+    let one_too_many = Value::Array(ids("p", MAX_STEPS + 1).iter().map(|id| js_planned(id, id)).collect());
+    let defers = Value::Array((0..=MAX_STEPS).map(|i| json!({"id": format!("d{i}"), "op": "DeferAdd"})).collect());
     let complete = || json!({"op": "RunComplete", "id": COMPLETE, "data": 1});
     let completed = || vec![finish(RunStatus::Completed, json!(1))];
     let none = BTreeSet::new;
@@ -2000,10 +1542,7 @@ fn two_steps_walk_matches_the_fixture() {
         &r,
         discovered(json!([js_step_run_first()]), v(2)),
         FIXED_1S,
-        vec![
-            save(FIRST, "first", json!({"data": {"n": 1, "from": "fixture"}})),
-            discovery(),
-        ],
+        vec![save(FIRST, "first", json!({"data": {"n": 1, "from": "fixture"}})), discovery()],
         |s| {
             s.version = 2;
             s.done = set(&[FIRST]);
@@ -2014,10 +1553,7 @@ fn two_steps_walk_matches_the_fixture() {
         &r,
         discovered(json!([second]), v(2)),
         FIXED_1S,
-        vec![
-            save(SECOND, "second", json!({"data": "second saw 1"})),
-            discovery(),
-        ],
+        vec![save(SECOND, "second", json!({"data": "second saw 1"})), discovery()],
         |s| s.done = set(&[FIRST, SECOND]),
     );
     let out = json!({"a": {"n": 1, "from": "fixture"}, "b": "second saw 1"});
@@ -2039,11 +1575,7 @@ fn sleeps_walk_matches_the_fixture() {
         &r,
         discovered(json!([js_sleep(NAP, "nap", "2s")]), v(2)),
         FIXED_1S,
-        vec![Effect::Sleep {
-            step: NAP.into(),
-            name: "nap".into(),
-            at_ms: NOW + 2 * SECS,
-        }],
+        vec![Effect::Sleep { step: NAP.into(), name: "nap".into(), at_ms: NOW + 2 * SECS }],
         |s| {
             s.version = 2;
             s.pending = set(&[NAP]);
@@ -2063,16 +1595,9 @@ fn sleeps_walk_matches_the_fixture() {
     r = assert_decision(
         "02 discovery: until 2030",
         &r,
-        discovered(
-            json!([js_sleep(UNTIL, "until", "2030-01-02T03:04:05.000Z")]),
-            v(2),
-        ),
+        discovered(json!([js_sleep(UNTIL, "until", "2030-01-02T03:04:05.000Z")]), v(2)),
         FIXED_1S,
-        vec![Effect::Sleep {
-            step: UNTIL.into(),
-            name: "until".into(),
-            at_ms: NOW + MAX_SLEEP_MS,
-        }],
+        vec![Effect::Sleep { step: UNTIL.into(), name: "until".into(), at_ms: NOW + MAX_SLEEP_MS }],
         |s| s.pending = set(&[UNTIL]),
     );
     r = assert_decision(
@@ -2113,12 +1638,7 @@ fn retry_after_walk_matches_the_fixture() {
     assert_decision(
         "02 attempt 1: StepRun",
         &r,
-        reply(
-            CallTarget::Discovery,
-            1,
-            ops(json!([{"id": LATER, "op": "StepRun", "displayName": "later", "data": "ok"}])),
-            v(2),
-        ),
+        reply(CallTarget::Discovery, 1, ops(json!([{"id": LATER, "op": "StepRun", "displayName": "later", "data": "ok"}])), v(2)),
         table(20_000),
         vec![save(LATER, "later", json!({"data": "ok"})), discovery()],
         |s| s.done = set(&[LATER]),

@@ -20,23 +20,14 @@ pub struct CallOutcome {
 }
 
 /// Builds the request body for a call.
-pub fn build_request(
-    state: &RunState,
-    events: &[Value],
-    steps: &[StepRecord],
-    target: &CallTarget,
-    attempt: u32,
-) -> CallRequest {
+pub fn build_request(state: &RunState, events: &[Value], steps: &[StepRecord], target: &CallTarget, attempt: u32) -> CallRequest {
     let mut memo = Map::new();
     let mut stack = Vec::with_capacity(steps.len());
     for s in steps {
         memo.insert(s.step.clone(), s.memo.clone());
         stack.push(s.step.clone());
     }
-    let event = events
-        .first()
-        .cloned()
-        .unwrap_or_else(|| json!({"name": "", "data": {}, "user": {}}));
+    let event = events.first().cloned().unwrap_or_else(|| json!({"name": "", "data": {}, "user": {}}));
     CallRequest {
         event,
         events: events.to_vec(),
@@ -52,23 +43,16 @@ pub fn build_request(
             max_attempts: state.max_attempts,
             disable_immediate_execution: state.force_plan,
             use_api: false,
-            stack: CallStack {
-                current: stack.len(),
-                stack,
-            },
+            stack: CallStack { current: stack.len(), stack },
         },
     }
 }
 
 /// The URL to call for `target`: the function's URL with `stepId` set.
 pub fn call_url(base: &str, target: &CallTarget) -> Result<reqwest::Url, String> {
-    let mut url =
-        reqwest::Url::parse(base).map_err(|e| format!("function URL {base:?} is invalid: {e}"))?;
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(k, _)| k != "stepId")
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let mut url = reqwest::Url::parse(base).map_err(|e| format!("function URL {base:?} is invalid: {e}"))?;
+    let pairs: Vec<(String, String)> =
+        url.query_pairs().filter(|(k, _)| k != "stepId").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     {
         let mut q = url.query_pairs_mut();
         q.clear();
@@ -81,19 +65,9 @@ pub fn call_url(base: &str, target: &CallTarget) -> Result<reqwest::Url, String>
 }
 
 /// POSTs the call and reads the reply.
-pub async fn call(
-    http: &reqwest::Client,
-    url: &str,
-    request: &CallRequest,
-    signing_key: Option<&str>,
-    now_secs: i64,
-) -> CallOutcome {
+pub async fn call(http: &reqwest::Client, url: &str, request: &CallRequest, signing_key: Option<&str>, now_secs: i64) -> CallOutcome {
     let started = Instant::now();
-    let target = if request.ctx.step_id == "step" {
-        CallTarget::Discovery
-    } else {
-        CallTarget::Step(request.ctx.step_id.clone())
-    };
+    let target = if request.ctx.step_id == "step" { CallTarget::Discovery } else { CallTarget::Step(request.ctx.step_id.clone()) };
     let url = match call_url(url, &target) {
         Ok(u) => u,
         Err(e) => return invalid(e, started),
@@ -119,24 +93,10 @@ pub async fn call(
         Ok(b) => b,
         Err(e) => return invalid(format!("the app's reply was cut off: {e}"), started),
     };
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (status, body, header_map) = if status == 201 {
-        unwrap_streamed(&bytes)
-    } else {
-        (status, bytes.to_vec(), Map::new())
-    };
-    let header = |name: &str| {
-        header_map
-            .get(&name.to_ascii_lowercase())
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| header(name))
-    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (status, body, header_map) = if status == 201 { unwrap_streamed(&bytes) } else { (status, bytes.to_vec(), Map::new()) };
+    let header =
+        |name: &str| header_map.get(&name.to_ascii_lowercase()).and_then(Value::as_str).map(str::to_string).or_else(|| header(name));
     let meta = ReplyMeta {
         version: header("x-inngest-req-version").and_then(|v| v.trim().parse().ok()),
         no_retry: header("x-inngest-no-retry").map(|v| v.trim().eq_ignore_ascii_case("true")),
@@ -146,7 +106,9 @@ pub async fn call(
     if header("x-inngest-sdk").is_none() {
         let snippet = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
         return CallOutcome {
-            reply: Reply::Invalid(format!("the reply (HTTP {status}) did not come from an Inngest SDK (no X-Inngest-SDK header): {snippet}")),
+            reply: Reply::Invalid(format!(
+                "the reply (HTTP {status}) did not come from an Inngest SDK (no X-Inngest-SDK header): {snippet}"
+            )),
             meta,
             status: Some(status),
             duration,
@@ -156,34 +118,20 @@ pub async fn call(
         200 => Reply::Done(if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+            serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
         }),
         206 => match parse_ops(&body) {
             Ok(ops) => Reply::Ops(ops),
             Err(e) => Reply::Invalid(e),
         },
-        s if s >= 300 => Reply::Error {
-            status: s,
-            error: error_body(&body, s),
-        },
+        s if s >= 300 => Reply::Error { status: s, error: error_body(&body, s) },
         s => Reply::Invalid(format!("unexpected HTTP status {s} from the SDK")),
     };
-    CallOutcome {
-        reply,
-        meta,
-        status: Some(status),
-        duration,
-    }
+    CallOutcome { reply, meta, status: Some(status), duration }
 }
 
 fn invalid(reason: String, started: Instant) -> CallOutcome {
-    CallOutcome {
-        reply: Reply::Invalid(reason),
-        meta: ReplyMeta::default(),
-        status: None,
-        duration: started.elapsed(),
-    }
+    CallOutcome { reply: Reply::Invalid(reason), meta: ReplyMeta::default(), status: None, duration: started.elapsed() }
 }
 
 /// The error object of a failed call: the SDK's JSON, or the text wrapped.
@@ -206,11 +154,7 @@ fn unwrap_streamed(bytes: &[u8]) -> (u16, Vec<u8>, Map<String, Value>) {
     let headers = v
         .get("headers")
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
         .unwrap_or_default();
     let body = match v.get("body") {
         Some(Value::String(s)) => s.as_bytes().to_vec(),
@@ -226,12 +170,8 @@ pub fn parse_retry_after(v: &str, now_secs: i64) -> Option<Duration> {
     if v.len() <= 7 {
         return v.parse::<u64>().ok().map(Duration::from_secs);
     }
-    let at = chrono::DateTime::parse_from_rfc3339(v)
-        .or_else(|_| chrono::DateTime::parse_from_rfc2822(v))
-        .ok()?;
-    Some(Duration::from_secs(
-        (at.timestamp() - now_secs).max(0) as u64
-    ))
+    let at = chrono::DateTime::parse_from_rfc3339(v).or_else(|_| chrono::DateTime::parse_from_rfc2822(v)).ok()?;
+    Some(Duration::from_secs((at.timestamp() - now_secs).max(0) as u64))
 }
 
 #[cfg(test)]
@@ -241,20 +181,13 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("30", 0), Some(Duration::from_secs(30)));
-        assert_eq!(
-            parse_retry_after("2030-01-02T03:04:05Z", 1_893_553_445 - 10),
-            Some(Duration::from_secs(10))
-        );
+        assert_eq!(parse_retry_after("2030-01-02T03:04:05Z", 1_893_553_445 - 10), Some(Duration::from_secs(10)));
         assert_eq!(parse_retry_after("garbage-date-here", 0), None);
     }
 
     #[test]
     fn step_id_replaces_the_query_value() {
-        let u = call_url(
-            "http://a/api/inngest?fnId=app-f&stepId=step",
-            &CallTarget::Step("abc".into()),
-        )
-        .unwrap();
+        let u = call_url("http://a/api/inngest?fnId=app-f&stepId=step", &CallTarget::Step("abc".into())).unwrap();
         assert_eq!(u.as_str(), "http://a/api/inngest?fnId=app-f&stepId=abc");
     }
 }

@@ -5,32 +5,17 @@ use std::sync::Arc;
 use ingot_core::lifecycle::{self, Finished};
 use ingot_core::{CallTarget, Decision, Effect, RunStatus};
 use ingot_protocol::Event;
-use ingot_store::{
-    HistoryRecord, Pause, PauseKind, QueueItem, QueueItemId, RunRecord, StepRecord, Work, WriteOp,
-};
+use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, QueueItemId, RunRecord, StepRecord, Work, WriteOp};
 use serde_json::{json, Value};
 use ulid::Ulid;
 
 use crate::Engine;
 
 fn enqueue(run: &RunRecord, work: Work, at_ms: i64) -> WriteOp {
-    WriteOp::Enqueue(QueueItem {
-        id: QueueItemId(Ulid::new().to_string()),
-        run_id: run.id(),
-        work,
-        available_at_ms: at_ms,
-        dedupe: None,
-    })
+    WriteOp::Enqueue(QueueItem { id: QueueItemId(Ulid::new().to_string()), run_id: run.id(), work, available_at_ms: at_ms, dedupe: None })
 }
 
-fn history(
-    run: &RunRecord,
-    now: i64,
-    kind: &str,
-    step: Option<&str>,
-    name: Option<&str>,
-    detail: Value,
-) -> WriteOp {
+fn history(run: &RunRecord, now: i64, kind: &str, step: Option<&str>, name: Option<&str>, detail: Value) -> WriteOp {
     WriteOp::History(HistoryRecord {
         run_id: run.id(),
         at_ms: now,
@@ -45,12 +30,7 @@ fn history(
 
 impl Engine {
     /// The ops that carry out `decision` for `run`, whose trigger events are `events`.
-    pub async fn decision_ops(
-        self: &Arc<Self>,
-        run: &RunRecord,
-        decision: Decision,
-        events: &[Value],
-    ) -> anyhow::Result<Vec<WriteOp>> {
+    pub async fn decision_ops(self: &Arc<Self>, run: &RunRecord, decision: Decision, events: &[Value]) -> anyhow::Result<Vec<WriteOp>> {
         let now = self.clock.now_ms();
         let mut ops = Vec::new();
         let mut next = run.clone();
@@ -60,35 +40,12 @@ impl Engine {
         for effect in decision.effects {
             match effect {
                 Effect::SaveStep { step, name, memo } => {
-                    let outcome = if memo.get("error").is_some()
-                        && memo.as_object().is_some_and(|m| m.len() == 1)
-                    {
-                        "failed"
-                    } else {
-                        "completed"
-                    };
-                    tail.push(history(
-                        run,
-                        now,
-                        "step",
-                        Some(&step),
-                        Some(&name),
-                        json!({"outcome": outcome}),
-                    ));
-                    tail.push(WriteOp::SaveStep(StepRecord {
-                        run_id: run.id(),
-                        step,
-                        name,
-                        memo,
-                        seq: 0,
-                        at_ms: now,
-                    }));
+                    let outcome =
+                        if memo.get("error").is_some() && memo.as_object().is_some_and(|m| m.len() == 1) { "failed" } else { "completed" };
+                    tail.push(history(run, now, "step", Some(&step), Some(&name), json!({"outcome": outcome})));
+                    tail.push(WriteOp::SaveStep(StepRecord { run_id: run.id(), step, name, memo, seq: 0, at_ms: now }));
                 }
-                Effect::Call {
-                    target,
-                    attempt,
-                    at_ms,
-                } => {
+                Effect::Call { target, attempt, at_ms } => {
                     if attempt > 0 {
                         tail.push(history(
                             run,
@@ -102,23 +59,10 @@ impl Engine {
                     tail.push(enqueue(run, Work::Call { target, attempt }, at_ms));
                 }
                 Effect::Sleep { step, name, at_ms } => {
-                    tail.push(history(
-                        run,
-                        now,
-                        "sleep",
-                        Some(&step),
-                        Some(&name),
-                        json!({"until_ms": at_ms}),
-                    ));
+                    tail.push(history(run, now, "sleep", Some(&step), Some(&name), json!({"until_ms": at_ms})));
                     tail.push(enqueue(run, Work::Sleep { step }, at_ms));
                 }
-                Effect::WaitForEvent {
-                    step,
-                    name,
-                    event,
-                    if_exp,
-                    expires_ms,
-                } => {
+                Effect::WaitForEvent { step, name, event, if_exp, expires_ms } => {
                     let pause = Pause {
                         id: Ulid::new().to_string(),
                         run_id: run.id(),
@@ -138,32 +82,11 @@ impl Engine {
                         Some(&name),
                         json!({"event": event, "if": if_exp, "expires_ms": expires_ms}),
                     ));
-                    tail.push(enqueue(
-                        run,
-                        Work::Timeout {
-                            step,
-                            pause: pause.id.clone(),
-                            kind: PauseKind::WaitForEvent,
-                        },
-                        expires_ms,
-                    ));
+                    tail.push(enqueue(run, Work::Timeout { step, pause: pause.id.clone(), kind: PauseKind::WaitForEvent }, expires_ms));
                     tail.push(WriteOp::InsertPause(pause));
                 }
-                Effect::Invoke {
-                    step,
-                    name,
-                    function,
-                    payload,
-                    expires_ms,
-                } => {
-                    tail.push(history(
-                        run,
-                        now,
-                        "invoke",
-                        Some(&step),
-                        Some(&name),
-                        json!({"function": function}),
-                    ));
+                Effect::Invoke { step, name, function, payload, expires_ms } => {
+                    tail.push(history(run, now, "invoke", Some(&step), Some(&name), json!({"function": function})));
                     if self.registry.get(&function).is_none() {
                         let work = Work::Resume {
                             step,
@@ -188,37 +111,18 @@ impl Engine {
                     };
                     tail.push(enqueue(
                         run,
-                        Work::Timeout {
-                            step: step.clone(),
-                            pause: pause.id.clone(),
-                            kind: PauseKind::Invoke,
-                        },
+                        Work::Timeout { step: step.clone(), pause: pause.id.clone(), kind: PauseKind::Invoke },
                         expires_ms,
                     ));
                     tail.push(WriteOp::InsertPause(pause));
-                    let ev = lifecycle::invoked_event(
-                        &function,
-                        &payload,
-                        &run_id,
-                        &step,
-                        run.state.function.as_str(),
-                        expires_ms,
-                        now,
-                    );
+                    let ev = lifecycle::invoked_event(&function, &payload, &run_id, &step, run.state.function.as_str(), expires_ms, now);
                     emitted.push(internal_event(ev)?);
                 }
                 Effect::Finish { status, output } => {
                     ops.push(WriteOp::ClearRunWork(run.id()));
                     next.output = Some(output.clone());
                     next.ended_at_ms = Some(now);
-                    tail.push(history(
-                        run,
-                        now,
-                        "finished",
-                        None,
-                        None,
-                        json!({"status": status.as_str()}),
-                    ));
+                    tail.push(history(run, now, "finished", None, None, json!({"status": status.as_str()})));
                     let finished = Finished {
                         function: run.state.function.as_str(),
                         run_id: &run.id().to_string(),
@@ -236,10 +140,7 @@ impl Engine {
                 }
             }
         }
-        ops.push(WriteOp::UpdateRun {
-            run: next,
-            expected_rev: run.rev,
-        });
+        ops.push(WriteOp::UpdateRun { run: next, expected_rev: run.rev });
         ops.extend(tail);
         if !emitted.is_empty() {
             ops.extend(self.plan_events(emitted, None).await?.ops);

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use ingot_core::expr;
 use ingot_core::lifecycle::{FUNCTION_FINISHED, FUNCTION_INVOKED};
-use ingot_core::{CallTarget, EventId, RunId, RunState};
+use ingot_core::{EventId, RunId};
 use ingot_protocol::Event;
-use ingot_store::{
-    Guard, PauseKind, QueueItem, QueueItemId, RunRecord, StoredEvent, Work, WriteOp,
-};
+use ingot_store::{Guard, PauseKind, QueueItem, QueueItemId, StoredEvent, Work, WriteOp};
+
+use crate::flow::Start;
 use serde_json::Value;
 use ulid::Ulid;
 
@@ -31,9 +31,7 @@ pub struct Planned {
 pub fn seeded_ids(seed: &str, count: usize) -> Option<Vec<EventId>> {
     let (ms, entropy) = seed.split_once(',')?;
     let ms: u64 = ms.trim().parse().ok()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(entropy.trim())
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(entropy.trim()).ok()?;
     if bytes.len() != 10 || ms >= 1 << 48 {
         return None;
     }
@@ -57,21 +55,11 @@ pub fn seeded_ids(seed: &str, count: usize) -> Option<Vec<EventId>> {
 impl Engine {
     /// Plans the writes for validated events. `ids` are internal ids to use
     /// (from a seed); fresh ULIDs otherwise.
-    pub async fn plan_events(
-        self: &Arc<Self>,
-        events: Vec<Event>,
-        ids: Option<Vec<EventId>>,
-    ) -> anyhow::Result<Planned> {
+    pub async fn plan_events(self: &Arc<Self>, events: Vec<Event>, ids: Option<Vec<EventId>>) -> anyhow::Result<Planned> {
         let now = self.clock.now_ms();
-        let mut planned = Planned {
-            ids: Vec::new(),
-            ops: Vec::new(),
-        };
+        let mut planned = Planned { ids: Vec::new(), ops: Vec::new() };
         for (i, mut event) in events.into_iter().enumerate() {
-            let internal = ids
-                .as_ref()
-                .and_then(|v| v.get(i).copied())
-                .unwrap_or_else(|| EventId(Ulid::new()));
+            let internal = ids.as_ref().and_then(|v| v.get(i).copied()).unwrap_or_else(|| EventId(Ulid::new()));
             let user_id = event.id.clone();
             if event.id.is_none() {
                 event.id = Some(internal.to_string());
@@ -87,90 +75,40 @@ impl Engine {
                 received_at_ms: now,
             }));
             planned.ids.push(internal);
-            self.plan_runs(
-                &event,
-                &payload,
-                internal,
-                user_id.as_deref(),
-                now,
-                &mut planned.ops,
-            );
-            self.plan_resumes(&event, &payload, &mut planned.ops)
-                .await?;
+            self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut planned.ops).await?;
+            self.plan_resumes(&event, &payload, &mut planned.ops).await?;
         }
         Ok(planned)
     }
 
-    fn plan_runs(
-        &self,
+    async fn plan_runs(
+        self: &Arc<Self>,
         event: &Event,
         payload: &Value,
         internal: EventId,
         user_id: Option<&str>,
         now: i64,
         ops: &mut Vec<WriteOp>,
-    ) {
+    ) -> anyhow::Result<()> {
         let inngest = payload.pointer("/data/_inngest");
         let targets = if event.name == FUNCTION_INVOKED {
-            let fn_id = inngest
-                .and_then(|m| m.get("fn_id"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let fn_id = inngest.and_then(|m| m.get("fn_id")).and_then(Value::as_str).unwrap_or("");
             self.registry.get(fn_id).into_iter().collect()
         } else {
             self.registry.matching(&event.name, payload)
         };
-        let correlation = inngest
-            .and_then(|m| m.get("correlation_id"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let correlation = inngest.and_then(|m| m.get("correlation_id")).and_then(Value::as_str).map(str::to_string);
         for f in targets {
-            let run_id = RunId(Ulid::new());
-            let state = RunState::new(run_id, f.slug().clone(), f.config.max_attempts());
-            let run = RunRecord {
-                state,
-                event_ids: vec![internal],
-                output: None,
-                started_at_ms: now,
-                ended_at_ms: None,
-                correlation_id: correlation.clone(),
-                rev: 0,
-            };
-            let first_call = QueueItem {
-                id: QueueItemId(Ulid::new().to_string()),
-                run_id,
-                work: Work::Call {
-                    target: CallTarget::Discovery,
-                    attempt: 0,
-                },
-                available_at_ms: now,
-                dedupe: None,
-            };
-            let create = vec![WriteOp::InsertRun(run), WriteOp::Enqueue(first_call)];
-            match user_id {
-                Some(key) => ops.push(WriteOp::Guarded {
-                    guard: Guard::UniqueKey {
-                        scope: format!("run:{}", f.slug()),
-                        key: key.to_string(),
-                        now_ms: now,
-                        expires_at_ms: now + IDEMPOTENCY_MS,
-                    },
-                    then: create,
-                }),
-                None => ops.extend(create),
-            }
+            let start = Start { function: &f, event_id: internal, payload, user_id, correlation: correlation.clone(), now };
+            self.plan_start(start, ops).await?;
         }
+        Ok(())
     }
 
-    async fn plan_resumes(
-        &self,
-        event: &Event,
-        payload: &Value,
-        ops: &mut Vec<WriteOp>,
-    ) -> anyhow::Result<()> {
+    async fn plan_resumes(&self, event: &Event, payload: &Value, ops: &mut Vec<WriteOp>) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
         for pause in self.store.pauses_for_event(&event.name).await? {
-            if pause.kind != PauseKind::WaitForEvent {
+            if pause.kind == PauseKind::Invoke || pause.expires_at_ms < now {
                 continue;
             }
             let matched = match &pause.if_exp {
@@ -178,35 +116,18 @@ impl Engine {
                 None => true,
             };
             if matched {
-                ops.push(resume(
-                    &pause.id,
-                    pause.run_id,
-                    &pause.step,
-                    PauseKind::WaitForEvent,
-                    Ok(payload.clone()),
-                    now,
-                ));
+                ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::WaitForEvent, Ok(payload.clone()), now));
             }
         }
         if event.name == FUNCTION_FINISHED {
-            if let Some(corr) = payload
-                .pointer("/data/correlation_id")
-                .and_then(Value::as_str)
-            {
+            if let Some(corr) = payload.pointer("/data/correlation_id").and_then(Value::as_str) {
                 if let Some(pause) = self.store.pause_by_correlation(corr).await? {
                     let data = &payload["data"];
                     let result = match data.get("error") {
                         Some(err) if !err.is_null() => Err(err.clone()),
                         _ => Ok(data.get("result").cloned().unwrap_or(Value::Null)),
                     };
-                    ops.push(resume(
-                        &pause.id,
-                        pause.run_id,
-                        &pause.step,
-                        PauseKind::Invoke,
-                        result,
-                        now,
-                    ));
+                    ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::Invoke, result, now));
                 }
             }
         }
@@ -215,25 +136,14 @@ impl Engine {
 }
 
 /// Consumes a pause and queues the resume of its run, once.
-fn resume(
-    pause: &str,
-    run_id: RunId,
-    step: &str,
-    kind: PauseKind,
-    value: Result<Value, Value>,
-    now: i64,
-) -> WriteOp {
+fn resume(pause: &str, run_id: RunId, step: &str, kind: PauseKind, value: Result<Value, Value>, now: i64) -> WriteOp {
     WriteOp::Guarded {
+        otherwise: vec![],
         guard: Guard::ConsumePause(pause.to_string()),
         then: vec![WriteOp::Enqueue(QueueItem {
             id: QueueItemId(Ulid::new().to_string()),
             run_id,
-            work: Work::Resume {
-                step: step.to_string(),
-                pause: pause.to_string(),
-                kind,
-                value,
-            },
+            work: Work::Resume { step: step.to_string(), pause: pause.to_string(), kind, value },
             available_at_ms: now,
             dedupe: None,
         })],

@@ -7,9 +7,12 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod cron;
 pub mod driver;
 pub mod effects;
+pub mod flow;
 pub mod ingest;
+pub mod limiter;
 pub mod registry;
 pub mod sync;
 pub mod worker;
@@ -29,28 +32,25 @@ pub struct Engine {
     pub registry: registry::Registry,
     pub clock: Clock,
     pub http: reqwest::Client,
+    pub limiter: limiter::Limiter,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) sync_state: sync::SyncState,
     shutdown: watch::Sender<bool>,
 }
 
 impl Engine {
     /// Builds an engine on `store`; call [`Engine::start`] to run its loops.
-    pub async fn new(
-        config: EngineConfig,
-        store: Arc<dyn Store>,
-        clock: Clock,
-    ) -> anyhow::Result<Arc<Engine>> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .timeout(config.call_timeout)
-            .build()?;
+    pub async fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Arc<Engine>> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).timeout(config.call_timeout).build()?;
         let (shutdown, _) = watch::channel(false);
+        let workers = config.workers.max(1);
         let engine = Arc::new(Engine {
             sync_state: sync::SyncState::new(&config.sdk_urls),
             config,
             store,
             registry: registry::Registry::default(),
+            limiter: limiter::Limiter::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(workers)),
             clock,
             http,
             shutdown,

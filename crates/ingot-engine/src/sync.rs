@@ -17,16 +17,11 @@ use crate::Engine;
 
 /// Ports probed by auto-discovery, as the Inngest dev server.
 pub const DISCOVERY_PORTS: &[u16] = &[
-    80, 443, 3000, 3001, 3002, 3003, 3004, 3005, 3006, 3007, 3008, 3009, 3010, 4321, 5000, 5173,
-    8000, 8080, 8081, 8787, 8888, 8910, 8911, 8912, 8913, 8914, 8915,
+    80, 443, 3000, 3001, 3002, 3003, 3004, 3005, 3006, 3007, 3008, 3009, 3010, 4321, 5000, 5173, 8000, 8080, 8081, 8787, 8888, 8910, 8911,
+    8912, 8913, 8914, 8915,
 ];
 /// Paths probed on each open port.
-pub const DISCOVERY_PATHS: &[&str] = &[
-    "/api/inngest",
-    "/x/inngest",
-    "/.netlify/functions/inngest",
-    "/.redwood/functions/inngest",
-];
+pub const DISCOVERY_PATHS: &[&str] = &["/api/inngest", "/x/inngest", "/.netlify/functions/inngest", "/.redwood/functions/inngest"];
 
 /// URLs the engine pings.
 pub struct SyncState {
@@ -35,25 +30,15 @@ pub struct SyncState {
 
 impl SyncState {
     pub fn new(urls: &[String]) -> SyncState {
-        SyncState {
-            urls: Mutex::new(urls.iter().cloned().collect()),
-        }
+        SyncState { urls: Mutex::new(urls.iter().cloned().collect()) }
     }
 
     fn add(&self, url: &str) -> bool {
-        self.urls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(url.to_string())
+        self.urls.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string())
     }
 
     fn all(&self) -> Vec<String> {
-        self.urls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.urls.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 }
 
@@ -78,77 +63,45 @@ pub struct Registered {
 pub fn stable_uuid(name: &str) -> String {
     let h = Sha256::digest(name.as_bytes());
     let x = hex::encode(&h[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[0..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
 }
 
 impl Engine {
     /// Handles a register body from an SDK.
-    pub async fn register(
-        self: &Arc<Self>,
-        body: &[u8],
-        expected_kind: Option<&str>,
-    ) -> Result<Registered, SyncError> {
+    pub async fn register(self: &Arc<Self>, body: &[u8], expected_kind: Option<&str>) -> Result<Registered, SyncError> {
         if let Some(kind) = expected_kind.filter(|k| !k.is_empty()) {
             let actual = self.config.mode.server_kind();
             if kind != actual {
-                return Err(SyncError::KindMismatch {
-                    expected: kind.to_string(),
-                    actual: actual.to_string(),
-                });
+                return Err(SyncError::KindMismatch { expected: kind.to_string(), actual: actual.to_string() });
             }
         }
-        let mut raw: Value = serde_json::from_slice(body)
-            .map_err(|e| SyncError::Invalid(format!("not JSON: {e}")))?;
+        let mut raw: Value = serde_json::from_slice(body).map_err(|e| SyncError::Invalid(format!("not JSON: {e}")))?;
         if let Some(obj) = raw.as_object_mut() {
             obj.remove("featureObservations");
         }
         let checksum = hex::encode(Sha256::digest(serde_jcs::to_vec(&raw).unwrap_or_default()));
-        let req: RegisterRequest =
-            serde_json::from_value(raw.clone()).map_err(|e| SyncError::Invalid(e.to_string()))?;
+        let req: RegisterRequest = serde_json::from_value(raw.clone()).map_err(|e| SyncError::Invalid(e.to_string()))?;
         if req.app_name.trim().is_empty() {
             return Err(SyncError::Invalid("appName is empty".into()));
         }
         let now = self.clock.now_ms();
         let apps = self.store.apps().await?;
         if let Some(existing) = apps.iter().find(|a| a.id == req.app_name) {
-            if existing.checksum.as_deref() == Some(checksum.as_str())
-                && existing.error.is_none()
-                && existing.url == req.url
-            {
-                return Ok(Registered {
-                    modified: false,
-                    app_id: stable_uuid(&req.app_name),
-                });
+            if existing.checksum.as_deref() == Some(checksum.as_str()) && existing.error.is_none() && existing.url == req.url {
+                return Ok(Registered { modified: false, app_id: stable_uuid(&req.app_name) });
             }
         }
-        let raw_functions = raw
-            .get("functions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let raw_functions = raw.get("functions").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut records = Vec::new();
         for (f, raw_f) in req.functions.iter().zip(raw_functions) {
             if f.id.trim().is_empty() {
                 return Err(SyncError::Invalid("a function has an empty id".into()));
             }
             if f.triggers.is_empty() {
-                return Err(SyncError::Invalid(format!(
-                    "function {} has no triggers",
-                    f.id
-                )));
+                return Err(SyncError::Invalid(format!("function {} has no triggers", f.id)));
             }
             if f.url().is_none() {
-                return Err(SyncError::Invalid(format!(
-                    "function {} has no step URL",
-                    f.id
-                )));
+                return Err(SyncError::Invalid(format!("function {} has no step URL", f.id)));
             }
             let record = FunctionRecord {
                 slug: FunctionSlug(f.id.clone()),
@@ -173,25 +126,14 @@ impl Engine {
         };
         self.store
             .commit(Commit {
-                ops: vec![
-                    WriteOp::UpsertApp(app),
-                    WriteOp::SyncFunctions {
-                        app_id: req.app_name.clone(),
-                        functions: records,
-                    },
-                ],
+                ops: vec![WriteOp::UpsertApp(app), WriteOp::SyncFunctions { app_id: req.app_name.clone(), functions: records }],
             })
             .await?;
-        self.registry
-            .reload(self.store.as_ref())
-            .await
-            .map_err(|e| SyncError::Invalid(e.to_string()))?;
+        self.registry.reload(self.store.as_ref()).await.map_err(|e| SyncError::Invalid(e.to_string()))?;
+        self.schedule_crons().await;
         self.sync_state.add(&req.url);
         tracing::info!(app = %req.app_name, functions = req.functions.len(), "app synced");
-        Ok(Registered {
-            modified: true,
-            app_id: stable_uuid(&req.app_name),
-        })
+        Ok(Registered { modified: true, app_id: stable_uuid(&req.app_name) })
     }
 
     /// Asks the app at `url` to sync (`PUT`), recording an error on failure.
@@ -210,27 +152,13 @@ impl Engine {
             Ok(resp) => {
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
-                Some(format!(
-                    "sync failed: HTTP {status}: {}",
-                    body.chars().take(500).collect::<String>()
-                ))
+                Some(format!("sync failed: HTTP {status}: {}", body.chars().take(500).collect::<String>()))
             }
             Err(e) => Some(format!("unreachable: {e}")),
         };
         if let Ok(apps) = self.store.apps().await {
-            for app in apps
-                .into_iter()
-                .filter(|a| a.url == url && a.error != error)
-            {
-                let _ = self
-                    .store
-                    .commit(Commit {
-                        ops: vec![WriteOp::SetAppError {
-                            app_id: app.id,
-                            error: error.clone(),
-                        }],
-                    })
-                    .await;
+            for app in apps.into_iter().filter(|a| a.url == url && a.error != error) {
+                let _ = self.store.commit(Commit { ops: vec![WriteOp::SetAppError { app_id: app.id, error: error.clone() }] }).await;
             }
         }
         match error {
@@ -242,10 +170,7 @@ impl Engine {
     /// Re-syncs the app with id `app_id`.
     pub async fn resync(self: &Arc<Self>, app_id: &str) -> Result<(), String> {
         let apps = self.store.apps().await.map_err(|e| e.to_string())?;
-        let app = apps
-            .into_iter()
-            .find(|a| a.id == app_id)
-            .ok_or_else(|| format!("no app {app_id:?}"))?;
+        let app = apps.into_iter().find(|a| a.id == app_id).ok_or_else(|| format!("no app {app_id:?}"))?;
         self.ping(&app.url).await
     }
 
@@ -258,25 +183,14 @@ impl Engine {
     async fn discover(self: &Arc<Self>) {
         for port in DISCOVERY_PORTS {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
-            let open = tokio::time::timeout(
-                Duration::from_millis(200),
-                tokio::net::TcpStream::connect(addr),
-            )
-            .await;
+            let open = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await;
             if !matches!(open, Ok(Ok(_))) {
                 continue;
             }
             for path in DISCOVERY_PATHS {
                 let url = format!("http://127.0.0.1:{port}{path}");
-                let resp = self
-                    .http
-                    .get(&url)
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await;
-                if matches!(&resp, Ok(r) if r.headers().contains_key("x-inngest-sdk"))
-                    && self.sync_state.add(&url)
-                {
+                let resp = self.http.get(&url).timeout(Duration::from_secs(2)).send().await;
+                if matches!(&resp, Ok(r) if r.headers().contains_key("x-inngest-sdk")) && self.sync_state.add(&url) {
                     tracing::info!(%url, "discovered an app");
                     let _ = self.ping(&url).await;
                 }
@@ -289,17 +203,8 @@ impl Engine {
 pub async fn sync_loop(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     let mut first = true;
     loop {
-        let synced: BTreeSet<String> = engine
-            .store
-            .apps()
-            .await
-            .map(|a| {
-                a.into_iter()
-                    .filter(|a| a.error.is_none())
-                    .map(|a| a.url)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let synced: BTreeSet<String> =
+            engine.store.apps().await.map(|a| a.into_iter().filter(|a| a.error.is_none()).map(|a| a.url).collect()).unwrap_or_default();
         for url in engine.sync_state.all() {
             if first || engine.config.poll || !synced.contains(&url) {
                 let engine = engine.clone();

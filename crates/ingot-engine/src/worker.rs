@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ingot_core::flow::ConcurrencyKey;
 use ingot_core::lifecycle;
-use ingot_core::{decide, Input, Policy, Reply, ReplyMeta, RunId};
-use ingot_store::{Guard, HistoryRecord, PauseKind, QueueItem, StoreError, Work, WriteOp};
+use ingot_core::{decide, EventId, Input, Policy, Reply, ReplyMeta, RunId};
+use ingot_store::{Commit, Guard, HistoryRecord, PauseKind, QueueItem, QueueItemId, StoreError, StoredEvent, Work, WriteOp};
 use rand::Rng;
 use serde_json::{json, Value};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use ulid::Ulid;
+
+use crate::limiter::MAX_PARKED;
 
 use crate::driver;
 use crate::Engine;
@@ -17,23 +21,29 @@ use crate::Engine;
 /// How often a decision is retried when its run changed underneath it.
 const MAX_CONFLICT_RETRIES: usize = 20;
 
+/// What processing an item came to.
+enum Outcome {
+    /// Committed (acked, or moved on).
+    Done,
+    /// Waiting in the limiter, still leased.
+    Parked,
+    /// Not acked: give the lease back now.
+    Release,
+}
+
 /// Claims due work and runs it, until shutdown.
 pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(engine.config.workers.max(1)));
     let notify = engine.store.work_notify();
+    engine.schedule_crons().await;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let free = slots.available_permits();
-        let claim = if free == 0 {
+        let free = engine.slots.available_permits().min(256);
+        let claim = if free == 0 || engine.limiter.parked() >= MAX_PARKED {
             None
         } else {
-            match engine
-                .store
-                .claim(engine.clock.now_ms(), free.min(256))
-                .await
-            {
+            match engine.store.claim(engine.clock.now_ms(), free).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "claiming work failed");
@@ -43,35 +53,18 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
         };
         let mut sleep_for = Duration::from_secs(1);
         if let Some(claim) = claim {
-            let full = claim.items.len() == free.min(256);
+            let full = claim.items.len() == free;
             for item in claim.items {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let engine = engine.clone();
-                let notify = notify.clone();
-                tokio::spawn(async move {
-                    let id = item.id.clone();
-                    let inner = tokio::spawn(process(engine.clone(), item));
-                    let ok = matches!(inner.await, Ok(Ok(())));
-                    if !ok {
-                        // Keep the item for a later attempt; never lose it.
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        engine.store.release(&id).await;
-                    }
-                    drop(permit);
-                    notify.notify_one();
-                });
+                let Ok(permit) = engine.slots.clone().acquire_owned().await else { return };
+                spawn_item(engine.clone(), item, permit, None);
             }
             if full {
                 continue;
             }
-            if let Some(next) = claim.next_at_ms {
-                sleep_for =
-                    Duration::from_millis((next - engine.clock.now_ms()).clamp(0, 60_000) as u64);
-            } else {
-                sleep_for = Duration::from_secs(60);
-            }
+            sleep_for = match claim.next_at_ms {
+                Some(next) => Duration::from_millis((next - engine.clock.now_ms()).clamp(0, 60_000) as u64),
+                None => Duration::from_secs(60),
+            };
         }
         tokio::select! {
             _ = notify.notified() => {}
@@ -81,121 +74,196 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-async fn process(engine: Arc<Engine>, item: QueueItem) -> anyhow::Result<()> {
-    let Some(run) = engine.store.run(item.run_id).await? else {
-        engine
-            .store
-            .commit(ingot_store::Commit {
-                ops: vec![WriteOp::Ack(item.id.clone())],
-            })
-            .await?;
-        return Ok(());
-    };
+fn spawn_item(engine: Arc<Engine>, item: QueueItem, permit: OwnedSemaphorePermit, held: Option<Vec<ConcurrencyKey>>) {
+    tokio::spawn(async move {
+        let id = item.id.clone();
+        let result = tokio::spawn(process(engine.clone(), item, held)).await;
+        match result {
+            Ok(Ok(Outcome::Done)) | Ok(Ok(Outcome::Parked)) => {}
+            Ok(Ok(Outcome::Release)) => engine.store.release(&id).await,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), item = %id.0, "work item failed; it will be retried");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                engine.store.release(&id).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, item = %id.0, "work item panicked; it will be retried");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                engine.store.release(&id).await;
+            }
+        }
+        drop(permit);
+        engine.store.work_notify().notify_one();
+    });
+}
+
+/// Concurrency slots held for one call; released (admitting parked calls) on drop.
+struct Held {
+    engine: Arc<Engine>,
+    keys: Vec<ConcurrencyKey>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for (item, keys) in self.engine.limiter.release(&self.keys) {
+            let engine = self.engine.clone();
+            tokio::spawn(async move {
+                if let Ok(permit) = engine.slots.clone().acquire_owned().await {
+                    spawn_item(engine, item, permit, Some(keys));
+                }
+            });
+        }
+    }
+}
+
+async fn ack(engine: &Engine, item: &QueueItem) -> anyhow::Result<Outcome> {
+    engine.store.commit(Commit { ops: vec![WriteOp::Ack(item.id.clone())] }).await?;
+    Ok(Outcome::Done)
+}
+
+async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<ConcurrencyKey>>) -> anyhow::Result<Outcome> {
+    match item.work.clone() {
+        Work::Debounce { function, key } => return engine.fire_debounce(&item, &function, &key).await,
+        Work::Batch { function, .. } => return engine.fire_batch(&item, &function).await,
+        Work::Cron { function, cron } => return engine.fire_cron(&item, &function, &cron).await,
+        _ => {}
+    }
+    let Some(run) = engine.store.run(item.run_id).await? else { return ack(&engine, &item).await };
+    let _held = held.map(|keys| Held { engine: engine.clone(), keys });
     if run.status().is_terminal() {
-        engine
-            .store
-            .commit(ingot_store::Commit {
-                ops: vec![WriteOp::Ack(item.id.clone())],
-            })
-            .await?;
-        return Ok(());
+        return ack(&engine, &item).await;
     }
     let mut guard = None;
     let mut extra = Vec::new();
+    let mut slots = None;
     let input = match item.work.clone() {
         Work::Call { target, attempt } => {
+            if _held.is_none() && !run.state.concurrency.is_empty() {
+                if !engine.limiter.acquire_or_park(&item, &run.state.concurrency) {
+                    return Ok(Outcome::Parked);
+                }
+                slots = Some(Held { engine: engine.clone(), keys: run.state.concurrency.clone() });
+            }
             let function = engine.registry.get(run.state.function.as_str());
-            match function
-                .as_ref()
-                .and_then(|f| f.config.url().map(str::to_string))
-            {
+            match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
                 None => {
                     let error = json!({"name": "FunctionNotFoundError", "message": format!("function {} is not synced (or has no HTTP URL)", run.state.function)});
-                    let meta = ReplyMeta {
-                        no_retry: Some(true),
-                        ..Default::default()
-                    };
-                    Input::Reply {
-                        target,
-                        attempt,
-                        reply: Reply::Error { status: 404, error },
-                        meta,
-                    }
+                    let meta = ReplyMeta { no_retry: Some(true), ..Default::default() };
+                    Input::Reply { target, attempt, reply: Reply::Error { status: 404, error }, meta }
                 }
                 Some(url) => {
-                    let events: Vec<Value> = engine
-                        .store
-                        .events_by_ids(&run.event_ids)
-                        .await?
-                        .into_iter()
-                        .map(|e| e.payload)
-                        .collect();
+                    let events: Vec<Value> = engine.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
                     let steps = engine.store.run_steps(run.id()).await?;
-                    let request =
-                        driver::build_request(&run.state, &events, &steps, &target, attempt);
+                    let request = driver::build_request(&run.state, &events, &steps, &target, attempt);
                     let now = engine.clock.now_ms();
-                    let outcome = driver::call(
-                        &engine.http,
-                        &url,
-                        &request,
-                        engine.config.signing_key.as_deref(),
-                        now / 1000,
-                    )
-                    .await;
+                    let outcome = driver::call(&engine.http, &url, &request, engine.config.signing_key.as_deref(), now / 1000).await;
                     tracing::debug!(run_id = %run.id(), step = target.step_id(), attempt, status = ?outcome.status, "called SDK");
-                    extra.push(call_history(
-                        run.id(),
-                        now,
-                        target.step_id(),
-                        attempt,
-                        &outcome,
-                    ));
-                    Input::Reply {
-                        target,
-                        attempt,
-                        reply: outcome.reply,
-                        meta: outcome.meta,
-                    }
+                    extra.push(call_history(run.id(), now, target.step_id(), attempt, &outcome));
+                    Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta }
                 }
             }
         }
         Work::Sleep { step } => Input::SleepDone { step },
-        Work::Resume {
-            step,
-            kind: PauseKind::WaitForEvent,
-            value,
-            ..
-        } => Input::WaitResolved {
-            step,
-            event: value.ok(),
-        },
-        Work::Resume {
-            step,
-            kind: PauseKind::Invoke,
-            value,
-            ..
-        } => Input::InvokeResolved {
-            step,
-            result: value,
-        },
+        Work::Resume { step, kind: PauseKind::Invoke, value, .. } => Input::InvokeResolved { step, result: value },
+        Work::Resume { step, value, .. } => Input::WaitResolved { step, event: value.ok() },
         Work::Timeout { step, pause, kind } => {
             guard = Some(pause);
             match kind {
-                PauseKind::WaitForEvent => Input::WaitResolved { step, event: None },
-                PauseKind::Invoke => Input::InvokeResolved {
-                    step,
-                    result: Err(lifecycle::invoke_timed_out()),
-                },
+                PauseKind::Invoke => Input::InvokeResolved { step, result: Err(lifecycle::invoke_timed_out()) },
+                _ => Input::WaitResolved { step, event: None },
             }
         }
+        Work::StartTimeout => {
+            if run.state.version != -1 || !run.state.done.is_empty() {
+                return ack(&engine, &item).await;
+            }
+            Input::Cancel
+        }
         Work::Cancel => Input::Cancel,
+        Work::Debounce { .. } | Work::Batch { .. } | Work::Cron { .. } => unreachable!("handled above"),
     };
-    engine
-        .apply_input(item.run_id, input, Some(item), guard, extra)
-        .await
+    engine.apply_input(item.run_id, input, Some(item), guard, extra).await?;
+    drop(slots);
+    Ok(Outcome::Done)
 }
 
 impl Engine {
+    async fn fire_debounce(self: &Arc<Self>, item: &QueueItem, function: &str, key: &str) -> anyhow::Result<Outcome> {
+        let (Some(f), Some(d)) = (self.registry.get(function), self.store.debounce(function, key).await?) else {
+            return ack(self, item).await;
+        };
+        let Some(event) = self.store.event(d.event_id).await? else { return ack(self, item).await };
+        let mut then = self.run_ops(&f, d.run_id, vec![d.event_id], &event.payload, None, self.clock.now_ms());
+        then.push(WriteOp::Ack(item.id.clone()));
+        let guard = Guard::TakeDebounce { function: function.to_string(), key: key.to_string(), event_id: d.event_id };
+        let out = self.store.commit(Commit { ops: vec![WriteOp::Guarded { guard, then, otherwise: vec![] }] }).await?;
+        Ok(if out.guards_passed == [true] { Outcome::Done } else { Outcome::Release })
+    }
+
+    async fn fire_batch(self: &Arc<Self>, item: &QueueItem, function: &str) -> anyhow::Result<Outcome> {
+        let (Some(f), Some(b)) = (self.registry.get(function), self.store.batch(item.run_id).await?) else { return ack(self, item).await };
+        let events = self.store.events_by_ids(&b.event_ids).await?;
+        let Some(first) = events.first() else { return ack(self, item).await };
+        let mut then = self.run_ops(&f, b.run_id, b.event_ids.clone(), &first.payload, None, self.clock.now_ms());
+        then.push(WriteOp::Ack(item.id.clone()));
+        let guard = Guard::TakeBatch { run_id: b.run_id, count: b.event_ids.len() };
+        let out = self.store.commit(Commit { ops: vec![WriteOp::Guarded { guard, then, otherwise: vec![] }] }).await?;
+        Ok(if out.guards_passed == [true] { Outcome::Done } else { Outcome::Release })
+    }
+
+    async fn fire_cron(self: &Arc<Self>, item: &QueueItem, function: &str, cron: &str) -> anyhow::Result<Outcome> {
+        let f = self.registry.get(function);
+        let Some(f) = f.filter(|f| f.config.triggers.iter().any(|t| t.cron.as_deref() == Some(cron))) else { return ack(self, item).await };
+        let Ok(schedule) = crate::cron::Schedule::parse(cron) else { return ack(self, item).await };
+        let now = self.clock.now_ms();
+        let scheduled = item.available_at_ms;
+        let event = crate::cron::timer_event(cron, scheduled, now);
+        let event = ingot_protocol::Event::from_user_json(event, true).map_err(|e| anyhow::anyhow!("timer event: {e}"))?;
+        let internal = EventId(Ulid::new());
+        let payload = event.to_json();
+        let mut ops = vec![
+            WriteOp::Ack(item.id.clone()),
+            WriteOp::InsertEvent(StoredEvent {
+                internal_id: internal,
+                name: event.name.clone(),
+                payload: payload.clone(),
+                received_at_ms: now,
+            }),
+        ];
+        let start = crate::flow::Start {
+            function: &f,
+            event_id: internal,
+            payload: &payload,
+            user_id: event.id.as_deref(),
+            correlation: None,
+            now,
+        };
+        self.plan_start(start, &mut ops).await?;
+        if let Some(next) = schedule.next_after(now.max(scheduled)) {
+            ops.push(cron_item(function, cron, next));
+        }
+        self.store.commit(Commit { ops }).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Makes sure every cron trigger has its next tick queued.
+    pub async fn schedule_crons(self: &Arc<Self>) {
+        let now = self.clock.now_ms();
+        let mut ops = Vec::new();
+        for f in self.registry.all() {
+            for cron in f.config.triggers.iter().filter_map(|t| t.cron.as_deref()) {
+                if let Some(next) = crate::cron::Schedule::parse(cron).ok().and_then(|s| s.next_after(now)) {
+                    ops.push(cron_item(f.slug().as_str(), cron, next));
+                }
+            }
+        }
+        if !ops.is_empty() {
+            if let Err(e) = self.store.commit(Commit { ops }).await {
+                tracing::error!(error = %e, "scheduling cron ticks failed");
+            }
+        }
+    }
+
     /// Feeds `input` to the core for `run_id` and commits the decision in one
     /// commit with the ack of `item`, `extra` ops, and, when `guard` names a
     /// pause, only if that pause is still waiting.
@@ -221,25 +289,14 @@ impl Engine {
                 self.store.commit(ingot_store::Commit { ops }).await?;
                 return Ok(());
             }
-            let events: Vec<Value> = self
-                .store
-                .events_by_ids(&run.event_ids)
-                .await?
-                .into_iter()
-                .map(|e| e.payload)
-                .collect();
-            let policy = Policy {
-                retry: self.config.retry,
-                jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS),
-            };
+            let events: Vec<Value> = self.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+            let policy =
+                Policy { retry: self.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
             let decision = decide(&run.state, input.clone(), self.clock.now_ms(), policy);
             let mut decided = self.decision_ops(&run, decision, &events).await?;
             decided.extend(extra.iter().cloned());
             match &guard {
-                Some(p) => ops.push(WriteOp::Guarded {
-                    guard: Guard::ConsumePause(p.clone()),
-                    then: decided,
-                }),
+                Some(p) => ops.push(WriteOp::Guarded { otherwise: vec![], guard: Guard::ConsumePause(p.clone()), then: decided }),
                 None => ops.extend(decided),
             }
             match self.store.commit(ingot_store::Commit { ops }).await {
@@ -253,13 +310,7 @@ impl Engine {
 }
 
 /// Records one SDK call in the run's history.
-pub fn call_history(
-    run_id: RunId,
-    now: i64,
-    target: &str,
-    attempt: u32,
-    outcome: &driver::CallOutcome,
-) -> WriteOp {
+pub fn call_history(run_id: RunId, now: i64, target: &str, attempt: u32, outcome: &driver::CallOutcome) -> WriteOp {
     let summary = match &outcome.reply {
         ingot_core::Reply::Done(_) => json!({"result": "completed"}),
         ingot_core::Reply::Ops(ops) => {
@@ -279,5 +330,16 @@ pub fn call_history(
         attempt: Some(attempt),
         duration_ms: Some(outcome.duration.as_millis() as i64),
         detail: summary,
+    })
+}
+
+/// The queue item of a cron tick: one per function and expression.
+fn cron_item(function: &str, cron: &str, at: i64) -> WriteOp {
+    WriteOp::Enqueue(QueueItem {
+        id: QueueItemId(Ulid::new().to_string()),
+        run_id: RunId(Ulid::new()),
+        work: Work::Cron { function: function.to_string(), cron: cron.to_string() },
+        available_at_ms: at,
+        dedupe: Some(format!("cron:{function}:{cron}")),
     })
 }

@@ -74,15 +74,8 @@ impl Event {
         };
         let name = match obj.remove("name") {
             Some(Value::String(s)) if !s.trim().is_empty() => s,
-            Some(Value::String(_)) | None | Some(Value::Null) => {
-                return Err(EventError::MissingName)
-            }
-            Some(other) => {
-                return Err(EventError::WrongType(
-                    "name",
-                    format!("expected a string, got {}", kind(&other)),
-                ))
-            }
+            Some(Value::String(_)) | None | Some(Value::Null) => return Err(EventError::MissingName),
+            Some(other) => return Err(EventError::WrongType("name", format!("expected a string, got {}", kind(&other)))),
         };
         if name.chars().count() > 512 {
             return Err(EventError::NameTooLong);
@@ -104,12 +97,7 @@ impl Event {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
             Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                return Err(EventError::WrongType(
-                    "id",
-                    format!("expected a string, got {}", kind(&other)),
-                ))
-            }
+            Some(other) => return Err(EventError::WrongType("id", format!("expected a string, got {}", kind(&other)))),
         };
         let ts = match obj.remove("ts") {
             None | Some(Value::Null) => None,
@@ -126,25 +114,13 @@ impl Event {
         let v = match obj.remove("v") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                return Err(EventError::WrongType(
-                    "v",
-                    format!("expected a string, got {}", kind(&other)),
-                ))
-            }
+            Some(other) => return Err(EventError::WrongType("v", format!("expected a string, got {}", kind(&other)))),
         };
         let user = match obj.remove("user") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(u) => u,
         };
-        Ok(Event {
-            name,
-            data,
-            id,
-            ts,
-            v,
-            user: Some(user),
-        })
+        Ok(Event { name, data, id, ts, v, user: Some(user) })
     }
 
     /// The JSON form sent to SDKs and stored: always carries `data`, `id`,
@@ -152,14 +128,7 @@ impl Event {
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("name".into(), Value::String(self.name.clone()));
-        m.insert(
-            "data".into(),
-            if self.data.is_null() {
-                Value::Object(Map::new())
-            } else {
-                self.data.clone()
-            },
-        );
+        m.insert("data".into(), if self.data.is_null() { Value::Object(Map::new()) } else { self.data.clone() });
         if let Some(id) = &self.id {
             m.insert("id".into(), Value::String(id.clone()));
         }
@@ -169,12 +138,7 @@ impl Event {
         if let Some(v) = &self.v {
             m.insert("v".into(), Value::String(v.clone()));
         }
-        m.insert(
-            "user".into(),
-            self.user
-                .clone()
-                .unwrap_or_else(|| Value::Object(Map::new())),
-        );
+        m.insert("user".into(), self.user.clone().unwrap_or_else(|| Value::Object(Map::new())));
         Value::Object(m)
     }
 }
@@ -192,8 +156,7 @@ mod tests {
 
     #[test]
     fn strips_inngest_metadata_from_user_events() {
-        let e = Event::from_user_json(json!({"name":"a","data":{"_inngest":{"x":1},"k":2}}), false)
-            .unwrap();
+        let e = Event::from_user_json(json!({"name":"a","data":{"_inngest":{"x":1},"k":2}}), false).unwrap();
         assert_eq!(e.data, json!({"k":2}));
     }
 
@@ -202,31 +165,15 @@ mod tests {
         let cases = [
             (json!([1]), EventError::NotAnObject),
             (json!({"data":{}}), EventError::MissingName),
-            (
-                json!({"name":"inngest/function.failed"}),
-                EventError::ReservedName("inngest/function.failed".into()),
-            ),
-            (
-                json!({"name":"a","data":[1]}),
-                EventError::DataNotObject("an array"),
-            ),
-            (
-                json!({"name":"a","ts":"yesterday"}),
-                EventError::BadTimestamp,
-            ),
+            (json!({"name":"inngest/function.failed"}), EventError::ReservedName("inngest/function.failed".into())),
+            (json!({"name":"a","data":[1]}), EventError::DataNotObject("an array")),
+            (json!({"name":"a","ts":"yesterday"}), EventError::BadTimestamp),
             (json!({"name":"a","ts":5}), EventError::BadTimestamp),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                Event::from_user_json(input.clone(), false).unwrap_err(),
-                want,
-                "{input}"
-            );
+            assert_eq!(Event::from_user_json(input.clone(), false).unwrap_err(), want, "{input}");
         }
         let big = json!({"name":"a","data":{"s":"x".repeat(MAX_EVENT_BYTES)}});
-        assert!(matches!(
-            Event::from_user_json(big, false),
-            Err(EventError::TooLarge(_))
-        ));
+        assert!(matches!(Event::from_user_json(big, false), Err(EventError::TooLarge(_))));
     }
 }

@@ -89,11 +89,7 @@ pub struct Singleton {
 fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = Value::deserialize(d)?;
     Ok(match v {
-        Value::Number(n) => n
-            .as_u64()
-            .map(|x| x as u32)
-            .or_else(|| n.as_f64().map(|f| f.max(0.0) as u32))
-            .unwrap_or(0),
+        Value::Number(n) => n.as_u64().map(|x| x as u32).or_else(|| n.as_f64().map(|f| f.max(0.0) as u32)).unwrap_or(0),
         Value::String(s) => s.trim().parse().unwrap_or(0),
         _ => 0,
     })
@@ -113,15 +109,10 @@ pub struct FlowConfig {
     pub singleton: Option<Singleton>,
 }
 
-fn field<T: serde::de::DeserializeOwned>(
-    rest: &std::collections::BTreeMap<String, Value>,
-    name: &str,
-) -> Result<Option<T>, String> {
+fn field<T: serde::de::DeserializeOwned>(rest: &std::collections::BTreeMap<String, Value>, name: &str) -> Result<Option<T>, String> {
     match rest.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|e| format!("`{name}` is invalid: {e}")),
+        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| format!("`{name}` is invalid: {e}")),
     }
 }
 
@@ -130,23 +121,14 @@ impl FlowConfig {
     pub fn parse(rest: &std::collections::BTreeMap<String, Value>) -> Result<FlowConfig, String> {
         let concurrency = match rest.get("concurrency") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Number(n)) => vec![Concurrency {
-                limit: n.as_u64().unwrap_or(0) as u32,
-                key: None,
-                scope: None,
-            }],
+            Some(Value::Number(n)) => vec![Concurrency { limit: n.as_u64().unwrap_or(0) as u32, key: None, scope: None }],
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| serde_json::from_value(v.clone()))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("`concurrency` is invalid: {e}"))?,
-            Some(v @ Value::Object(_)) => vec![serde_json::from_value(v.clone())
-                .map_err(|e| format!("`concurrency` is invalid: {e}"))?],
-            Some(other) => {
-                return Err(format!(
-                    "`concurrency` must be a number, an object or a list, got {other}"
-                ))
-            }
+            Some(v @ Value::Object(_)) => vec![serde_json::from_value(v.clone()).map_err(|e| format!("`concurrency` is invalid: {e}"))?],
+            Some(other) => return Err(format!("`concurrency` must be a number, an object or a list, got {other}")),
         };
         if concurrency.len() > 2 {
             return Err("at most 2 concurrency limits are allowed".into());
@@ -175,12 +157,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: Value) -> Result<FlowConfig, String> {
-        let rest = v
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let rest = v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         FlowConfig::parse(&rest)
     }
 
@@ -202,10 +179,7 @@ mod tests {
         assert_eq!(f.throttle.unwrap().burst, 1);
         assert_eq!(f.batch.unwrap().max_size, 100);
         assert_eq!(f.idempotency.as_deref(), Some("event.data.id"));
-        assert_eq!(
-            parse(json!({"concurrency": 5})).unwrap().concurrency[0].limit,
-            5
-        );
+        assert_eq!(parse(json!({"concurrency": 5})).unwrap().concurrency[0].limit, 5);
         assert!(parse(json!({"concurrency": [{"limit":1},{"limit":1},{"limit":1}]})).is_err());
         assert!(parse(json!({"throttle": {"limit": 1}})).is_err());
     }

@@ -83,11 +83,7 @@ pub struct Op {
     pub op: Opcode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        default,
-        rename = "displayName",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "displayName", skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opts: Option<Value>,
@@ -105,12 +101,7 @@ impl Op {
         if let Some(d) = self.display_name.as_deref().filter(|s| !s.is_empty()) {
             return d.to_string();
         }
-        if let Some(id) = self
-            .userland
-            .as_ref()
-            .and_then(|u| u.get("id"))
-            .and_then(Value::as_str)
-        {
+        if let Some(id) = self.userland.as_ref().and_then(|u| u.get("id")).and_then(Value::as_str) {
             return id.to_string();
         }
         if let Some(n) = self.name.as_deref().filter(|s| !s.is_empty()) {
@@ -127,20 +118,13 @@ impl Op {
 
 /// Parses a 206 body: an array of ops, or a single legacy op object.
 pub fn parse_ops(body: &[u8]) -> Result<Vec<Op>, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("206 reply is not JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("206 reply is not JSON: {e}"))?;
     let items = match value {
         Value::Array(a) => a,
         obj @ Value::Object(_) => vec![obj],
         other => return Err(format!("206 reply must be an array of ops, got {other}")),
     };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            serde_json::from_value::<Op>(v).map_err(|e| format!("op #{i} is malformed: {e}"))
-        })
-        .collect()
+    items.into_iter().enumerate().map(|(i, v)| serde_json::from_value::<Op>(v).map_err(|e| format!("op #{i} is malformed: {e}"))).collect()
 }
 
 #[cfg(test)]
@@ -149,10 +133,7 @@ mod tests {
 
     #[test]
     fn parses_ops_and_keeps_unknown_opcodes() {
-        let ops = parse_ops(
-            br#"[{"id":"a","op":"StepRun","data":1,"mode":"x"},{"id":"b","op":"Future"}]"#,
-        )
-        .unwrap();
+        let ops = parse_ops(br#"[{"id":"a","op":"StepRun","data":1,"mode":"x"},{"id":"b","op":"Future"}]"#).unwrap();
         assert_eq!(ops[0].op, Opcode::StepRun);
         assert_eq!(ops[1].op, Opcode::Other("Future".into()));
         let single = parse_ops(br#"{"id":"a","op":"Sleep","name":"1s"}"#).unwrap();

@@ -21,8 +21,7 @@ pub fn normalize_key(key: &str) -> &str {
 /// The signature header value for `body` at `unix_secs`.
 pub fn sign(body: &[u8], key: &str, unix_secs: i64) -> String {
     let ts = unix_secs.to_string();
-    let mut mac = HmacSha256::new_from_slice(normalize_key(key).as_bytes())
-        .expect("hmac takes any key length");
+    let mut mac = HmacSha256::new_from_slice(normalize_key(key).as_bytes()).expect("hmac takes any key length");
     mac.update(body);
     mac.update(ts.as_bytes());
     format!("t={ts}&s={}", hex::encode(mac.finalize().into_bytes()))
@@ -74,26 +73,8 @@ mod tests {
     fn sign_and_verify_round_trip() {
         let sig = sign(b"{}", "signkey-test-abcd", 1_700_000_000);
         assert!(verify(b"{}", &sig, "signkey-test-abcd", 1_700_000_100, 300));
-        assert!(!verify(
-            b"{}",
-            &sig,
-            "signkey-test-abce",
-            1_700_000_100,
-            300
-        ));
-        assert!(!verify(
-            b"{}",
-            &sig,
-            "signkey-test-abcd",
-            1_700_001_000,
-            300
-        ));
-        assert!(!verify(
-            b"{ }",
-            &sig,
-            "signkey-test-abcd",
-            1_700_000_100,
-            300
-        ));
+        assert!(!verify(b"{}", &sig, "signkey-test-abce", 1_700_000_100, 300));
+        assert!(!verify(b"{}", &sig, "signkey-test-abcd", 1_700_001_000, 300));
+        assert!(!verify(b"{ }", &sig, "signkey-test-abcd", 1_700_000_100, 300));
     }
 }

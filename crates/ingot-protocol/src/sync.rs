@@ -99,9 +99,7 @@ pub const MAX_RETRIES: u32 = 20;
 impl FunctionConfig {
     /// The step entry (always `"step"` in practice; take the first otherwise).
     pub fn step(&self) -> Option<&StepConfig> {
-        self.steps
-            .get("step")
-            .or_else(|| self.steps.values().next())
+        self.steps.get("step").or_else(|| self.steps.values().next())
     }
 
     /// The URL to call, if this is an HTTP function.
@@ -122,10 +120,7 @@ impl FunctionConfig {
 
     /// A readable name.
     pub fn display_name(&self) -> &str {
-        self.name
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&self.id)
+        self.name.as_deref().filter(|s| !s.is_empty()).unwrap_or(&self.id)
     }
 }
 
@@ -139,10 +134,7 @@ mod tests {
         let r: RegisterRequest = serde_json::from_str(body).unwrap();
         assert_eq!(r.app_name, "py");
         assert_eq!(r.functions[0].max_attempts(), 1);
-        assert_eq!(
-            r.functions[0].url(),
-            Some("http://x/api?fnId=py-f&stepId=step")
-        );
+        assert_eq!(r.functions[0].url(), Some("http://x/api?fnId=py-f&stepId=step"));
         assert!(r.functions[0].rest.contains_key("concurrency"));
     }
 }

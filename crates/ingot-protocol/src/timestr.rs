@@ -53,26 +53,63 @@ pub fn parse_duration(input: &str) -> Result<Duration, BadDuration> {
     Ok(Duration::from_nanos(total_ns as u64))
 }
 
+/// Writes a duration as an Inngest time string that [`parse_duration`] reads
+/// back: whole hours, minutes and seconds (`"1h30m"`, `"2s"`), or
+/// milliseconds when there is a sub-second part (`"1500ms"`). Zero is `"0s"`.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        if d.subsec_nanos() % 1_000_000 == 0 {
+            return format!("{}ms", d.as_millis());
+        }
+        return format!("{}ns", d.as_nanos());
+    }
+    let secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_inngest_time_strings() {
-        let cases = [
-            ("2s", 2_000),
-            ("1h30m", 5_400_000),
-            ("7d", 604_800_000),
-            ("1w", 604_800_000),
-            ("500ms", 500),
-            ("1.5s", 1_500),
-            ("0", 0),
-        ];
+        let cases =
+            [("2s", 2_000), ("1h30m", 5_400_000), ("7d", 604_800_000), ("1w", 604_800_000), ("500ms", 500), ("1.5s", 1_500), ("0", 0)];
         for (s, ms) in cases {
             assert_eq!(parse_duration(s).unwrap().as_millis() as u64, ms, "{s}");
         }
         for s in ["", "abc", "5", "3x", "-1s"] {
             assert!(parse_duration(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn formats_durations_that_parse_back() {
+        let cases = [
+            (Duration::from_secs(2), "2s"),
+            (Duration::from_secs(5400), "1h30m"),
+            (Duration::from_secs(86_400), "24h"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(5), "5ns"),
+        ];
+        for (d, s) in cases {
+            assert_eq!(format_duration(d), s);
+            assert_eq!(parse_duration(s).unwrap(), d, "{s}");
         }
     }
 }

@@ -61,13 +61,13 @@ fn check_revs(inner: &Inner, ops: &[WriteOp]) -> Result<()> {
             WriteOp::UpdateRun { run, expected_rev } => {
                 let current = inner.runs.get(&run.id()).map(|r| r.rev);
                 if current != Some(*expected_rev) {
-                    return Err(StoreError::Conflict(format!(
-                        "run {} changed (rev {current:?}, expected {expected_rev})",
-                        run.id()
-                    )));
+                    return Err(StoreError::Conflict(format!("run {} changed (rev {current:?}, expected {expected_rev})", run.id())));
                 }
             }
-            WriteOp::Guarded { then, .. } => check_revs(inner, then)?,
+            WriteOp::Guarded { then, otherwise, .. } => {
+                check_revs(inner, then)?;
+                check_revs(inner, otherwise)?;
+            }
             _ => {}
         }
     }
@@ -137,12 +137,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             inner.pauses.insert(p.id.clone(), p);
         }
         WriteOp::ClearRunWork(run_id) => {
-            let ids: Vec<QueueItemId> = inner
-                .queue
-                .values()
-                .filter(|q| q.run_id == run_id)
-                .map(|q| q.id.clone())
-                .collect();
+            let ids: Vec<QueueItemId> = inner.queue.values().filter(|q| q.run_id == run_id).map(|q| q.id.clone()).collect();
             for id in ids {
                 if let Some(item) = inner.queue.remove(&id) {
                     if let Some(k) = item.dedupe {
@@ -153,41 +148,18 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             inner.pauses.retain(|_, p| p.run_id != run_id);
         }
         WriteOp::History(h) => inner.history.entry(h.run_id).or_default().push(h),
-        WriteOp::Throttled {
-            name,
-            now_ms,
-            limit,
-            period_ms,
-            burst,
-            mut item,
-        } => {
-            let g = ingot_core::flow::gcra(
-                inner.limiters.get(&name).copied(),
-                now_ms,
-                limit,
-                period_ms,
-                burst,
-            );
+        WriteOp::Throttled { name, now_ms, limit, period_ms, burst, mut item } => {
+            let g = ingot_core::flow::gcra(inner.limiters.get(&name).copied(), now_ms, limit, period_ms, burst);
             inner.limiters.insert(name, g.new_tat_ms);
             item.available_at_ms = item.available_at_ms.max(g.earliest_ms);
             put_item(inner, item, enqueued);
         }
-        WriteOp::Debounce {
-            function,
-            key,
-            event_id,
-            run_id,
-            now_ms,
-            period_ms,
-            timeout_ms,
-        } => {
+        WriteOp::Debounce { function, key, event_id, run_id, now_ms, period_ms, timeout_ms } => {
             let k = (function.clone(), key.clone());
             let rec = match inner.debounces.get(&k) {
                 Some(d) => DebounceRecord {
                     event_id,
-                    fire_ms: ingot_core::flow::debounce_fire_at(
-                        d.first_ms, now_ms, period_ms, timeout_ms,
-                    ),
+                    fire_ms: ingot_core::flow::debounce_fire_at(d.first_ms, now_ms, period_ms, timeout_ms),
                     ..d.clone()
                 },
                 None => DebounceRecord {
@@ -196,9 +168,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                     run_id,
                     event_id,
                     first_ms: now_ms,
-                    fire_ms: ingot_core::flow::debounce_fire_at(
-                        now_ms, now_ms, period_ms, timeout_ms,
-                    ),
+                    fire_ms: ingot_core::flow::debounce_fire_at(now_ms, now_ms, period_ms, timeout_ms),
                 },
             };
             let item = QueueItem {
@@ -211,15 +181,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             inner.debounces.insert(k, rec);
             put_item(inner, item, enqueued);
         }
-        WriteOp::AppendBatch {
-            function,
-            key,
-            event_id,
-            run_id,
-            now_ms,
-            max_size,
-            timeout_ms,
-        } => {
+        WriteOp::AppendBatch { function, key, event_id, run_id, now_ms, max_size, timeout_ms } => {
             let k = (function.clone(), key.clone());
             let open = inner.open_batches.get(&k).copied();
             let rid = match open {
@@ -227,13 +189,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                 None => {
                     inner.batches.insert(
                         run_id,
-                        BatchRecord {
-                            function: function.clone(),
-                            key: key.clone(),
-                            run_id,
-                            event_ids: Vec::new(),
-                            first_ms: now_ms,
-                        },
+                        BatchRecord { function: function.clone(), key: key.clone(), run_id, event_ids: Vec::new(), first_ms: now_ms },
                     );
                     inner.open_batches.insert(k.clone(), run_id);
                     let item = QueueItem {
@@ -262,15 +218,13 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             }
         }
         WriteOp::Skip(skip) => inner.skips.push(skip),
-        WriteOp::Guarded { guard, then } => {
+        WriteOp::SetSingleton { scope, key, run_id } => {
+            inner.singletons.insert((scope, key), run_id);
+        }
+        WriteOp::Guarded { guard, then, otherwise } => {
             let passed = match guard {
                 Guard::ConsumePause(id) => inner.pauses.remove(&id).is_some(),
-                Guard::UniqueKey {
-                    scope,
-                    key,
-                    now_ms,
-                    expires_at_ms,
-                } => {
+                Guard::UniqueKey { scope, key, now_ms, expires_at_ms } => {
                     let k = (scope, key);
                     match inner.keys.get(&k) {
                         Some(exp) if *exp > now_ms => false,
@@ -280,19 +234,8 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                         }
                     }
                 }
-                Guard::RateLimit {
-                    name,
-                    now_ms,
-                    limit,
-                    period_ms,
-                } => {
-                    let g = ingot_core::flow::gcra(
-                        inner.limiters.get(&name).copied(),
-                        now_ms,
-                        limit,
-                        period_ms,
-                        0,
-                    );
+                Guard::RateLimit { name, now_ms, limit, period_ms } => {
+                    let g = ingot_core::flow::gcra(inner.limiters.get(&name).copied(), now_ms, limit, period_ms, 0);
                     if g.earliest_ms <= now_ms {
                         inner.limiters.insert(name, g.new_tat_ms);
                         true
@@ -301,10 +244,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                     }
                 }
                 Guard::TakeBatch { run_id, count } => {
-                    let ok = inner
-                        .batches
-                        .get(&run_id)
-                        .is_some_and(|b| b.event_ids.len() == count);
+                    let ok = inner.batches.get(&run_id).is_some_and(|b| b.event_ids.len() == count);
                     if ok {
                         if let Some(b) = inner.batches.remove(&run_id) {
                             let k = (b.function, b.key);
@@ -315,16 +255,9 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                     }
                     ok
                 }
-                Guard::TakeDebounce {
-                    function,
-                    key,
-                    event_id,
-                } => {
+                Guard::TakeDebounce { function, key, event_id } => {
                     let k = (function, key);
-                    let ok = inner
-                        .debounces
-                        .get(&k)
-                        .is_some_and(|d| d.event_id == event_id);
+                    let ok = inner.debounces.get(&k).is_some_and(|d| d.event_id == event_id);
                     if ok {
                         inner.debounces.remove(&k);
                     }
@@ -333,10 +266,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                 Guard::Singleton { scope, key, run_id } => {
                     let k = (scope, key);
                     let free = match inner.singletons.get(&k) {
-                        Some(holder) => inner
-                            .runs
-                            .get(holder)
-                            .is_none_or(|r| r.status().is_terminal()),
+                        Some(holder) => inner.runs.get(holder).is_none_or(|r| r.status().is_terminal()),
                         None => true,
                     };
                     if free {
@@ -346,10 +276,8 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                 }
             };
             out.guards_passed.push(passed);
-            if passed {
-                for op in then {
-                    apply(inner, op, out, enqueued);
-                }
+            for op in if passed { then } else { otherwise } {
+                apply(inner, op, out, enqueued);
             }
         }
     }
@@ -375,11 +303,7 @@ impl Store for MemStore {
 
     async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim> {
         let mut inner = self.lock();
-        let mut due: Vec<&QueueItem> = inner
-            .queue
-            .values()
-            .filter(|q| !inner.inflight.contains(&q.id))
-            .collect();
+        let mut due: Vec<&QueueItem> = inner.queue.values().filter(|q| !inner.inflight.contains(&q.id)).collect();
         due.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
         let mut claim = Claim::default();
         for q in due {
@@ -410,13 +334,7 @@ impl Store for MemStore {
     }
 
     async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>> {
-        Ok(self
-            .lock()
-            .functions
-            .values()
-            .filter(|f| include_archived || !f.archived)
-            .cloned()
-            .collect())
+        Ok(self.lock().functions.values().filter(|f| include_archived || !f.archived).cloned().collect())
     }
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>> {
@@ -429,30 +347,18 @@ impl Store for MemStore {
             .runs
             .values()
             .filter(|r| filter.status.is_none_or(|s| r.status() == s))
-            .filter(|r| {
-                filter
-                    .function
-                    .as_ref()
-                    .is_none_or(|f| &r.state.function == f)
-            })
+            .filter(|r| filter.function.as_ref().is_none_or(|f| &r.state.function == f))
             .cloned()
             .collect();
         runs.sort_by_key(|r| std::cmp::Reverse(r.id()));
-        runs.truncate(if filter.limit == 0 {
-            usize::MAX
-        } else {
-            filter.limit
-        });
+        runs.truncate(if filter.limit == 0 { usize::MAX } else { filter.limit });
         Ok(runs)
     }
 
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
         let inner = self.lock();
         let ids = inner.run_events.get(&id).cloned().unwrap_or_default();
-        Ok(ids
-            .iter()
-            .filter_map(|r| inner.runs.get(r).cloned())
-            .collect())
+        Ok(ids.iter().filter_map(|r| inner.runs.get(r).cloned()).collect())
     }
 
     async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
@@ -464,13 +370,7 @@ impl Store for MemStore {
     }
 
     async fn run_items(&self, id: RunId) -> Result<Vec<QueueItem>> {
-        Ok(self
-            .lock()
-            .queue
-            .values()
-            .filter(|q| q.run_id == id)
-            .cloned()
-            .collect())
+        Ok(self.lock().queue.values().filter(|q| q.run_id == id).cloned().collect())
     }
 
     async fn event(&self, id: EventId) -> Result<Option<StoredEvent>> {
@@ -479,75 +379,39 @@ impl Store for MemStore {
 
     async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>> {
         let inner = self.lock();
-        Ok(ids
-            .iter()
-            .filter_map(|i| inner.events.get(i).cloned())
-            .collect())
+        Ok(ids.iter().filter_map(|i| inner.events.get(i).cloned()).collect())
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
         let inner = self.lock();
-        let limit = if filter.limit == 0 {
-            usize::MAX
-        } else {
-            filter.limit
-        };
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
         Ok(inner
             .events
             .values()
             .rev()
             .filter(|e| filter.name.as_ref().is_none_or(|n| &e.name == n))
             .filter(|e| filter.before.is_none_or(|b| e.internal_id < b))
-            .filter(|e| {
-                filter
-                    .received_after_ms
-                    .is_none_or(|t| e.received_at_ms >= t)
-            })
-            .filter(|e| {
-                filter
-                    .received_before_ms
-                    .is_none_or(|t| e.received_at_ms <= t)
-            })
+            .filter(|e| filter.received_after_ms.is_none_or(|t| e.received_at_ms >= t))
+            .filter(|e| filter.received_before_ms.is_none_or(|t| e.received_at_ms <= t))
             .take(limit)
             .cloned()
             .collect())
     }
 
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
-        Ok(self
-            .lock()
-            .pauses
-            .values()
-            .filter(|p| p.event_name.as_deref() == Some(name))
-            .cloned()
-            .collect())
+        Ok(self.lock().pauses.values().filter(|p| p.event_name.as_deref() == Some(name)).cloned().collect())
     }
 
     async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>> {
-        Ok(self
-            .lock()
-            .pauses
-            .values()
-            .find(|p| p.correlation_id.as_deref() == Some(correlation_id))
-            .cloned())
+        Ok(self.lock().pauses.values().find(|p| p.correlation_id.as_deref() == Some(correlation_id)).cloned())
     }
 
     async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>> {
-        Ok(self
-            .lock()
-            .pauses
-            .values()
-            .filter(|p| p.run_id == id)
-            .cloned()
-            .collect())
+        Ok(self.lock().pauses.values().filter(|p| p.run_id == id).cloned().collect())
     }
 
     async fn debounce(&self, function: &str, key: &str) -> Result<Option<DebounceRecord>> {
-        Ok(self
-            .lock()
-            .debounces
-            .get(&(function.to_string(), key.to_string()))
-            .cloned())
+        Ok(self.lock().debounces.get(&(function.to_string(), key.to_string())).cloned())
     }
 
     async fn batch(&self, run_id: RunId) -> Result<Option<BatchRecord>> {
@@ -557,21 +421,10 @@ impl Store for MemStore {
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
         let inner = self.lock();
         let limit = if limit == 0 { usize::MAX } else { limit };
-        Ok(inner
-            .skips
-            .iter()
-            .rev()
-            .filter(|s| function.is_none_or(|f| s.function == f))
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(inner.skips.iter().rev().filter(|s| function.is_none_or(|f| s.function == f)).take(limit).cloned().collect())
     }
 
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>> {
-        Ok(self
-            .lock()
-            .singletons
-            .get(&(scope.to_string(), key.to_string()))
-            .copied())
+        Ok(self.lock().singletons.get(&(scope.to_string(), key.to_string())).copied())
     }
 }

@@ -101,18 +101,9 @@ pub enum Work {
     /// A sleep ends.
     Sleep { step: String },
     /// A pause of this run matched an event or an invoke finished.
-    Resume {
-        step: String,
-        pause: String,
-        kind: PauseKind,
-        value: Result<Value, Value>,
-    },
+    Resume { step: String, pause: String, kind: PauseKind, value: Result<Value, Value> },
     /// A pause timed out (skipped if the pause was already resolved).
-    Timeout {
-        step: String,
-        pause: String,
-        kind: PauseKind,
-    },
+    Timeout { step: String, pause: String, kind: PauseKind },
     /// Cancel the run.
     Cancel,
     /// Cancel the run if it has not started yet (`timeouts.start`).
@@ -184,33 +175,15 @@ pub enum Guard {
     /// Passes once: deletes the pause if it is still there.
     ConsumePause(String),
     /// Passes if `(scope, key)` is unused or expired, and claims it until `expires_at_ms`.
-    UniqueKey {
-        scope: String,
-        key: String,
-        now_ms: i64,
-        expires_at_ms: i64,
-    },
+    UniqueKey { scope: String, key: String, now_ms: i64, expires_at_ms: i64 },
     /// Rate limit: passes if a GCRA slot (`limit` per `period_ms`) is free now, and takes it.
-    RateLimit {
-        name: String,
-        now_ms: i64,
-        limit: u32,
-        period_ms: i64,
-    },
+    RateLimit { name: String, now_ms: i64, limit: u32, period_ms: i64 },
     /// Passes if the batch `run_id` still holds exactly `count` events; deletes it.
     TakeBatch { run_id: RunId, count: usize },
     /// Passes if the debounce of `(function, key)` still holds `event_id`; deletes it.
-    TakeDebounce {
-        function: String,
-        key: String,
-        event_id: EventId,
-    },
+    TakeDebounce { function: String, key: String, event_id: EventId },
     /// Passes if no live run holds `(scope, key)`, and makes `run_id` the holder.
-    Singleton {
-        scope: String,
-        key: String,
-        run_id: RunId,
-    },
+    Singleton { scope: String, key: String, run_id: RunId },
 }
 
 /// One change inside a commit.
@@ -242,9 +215,11 @@ pub enum WriteOp {
     /// Deletes every queued item and pause of a run (it ended).
     ClearRunWork(RunId),
     History(HistoryRecord),
+    /// `then` if the guard passes, else `otherwise`.
     Guarded {
         guard: Guard,
         then: Vec<WriteOp>,
+        otherwise: Vec<WriteOp>,
     },
     /// Enqueues `item` no earlier than the throttle `name` allows (GCRA with burst), taking the slot.
     Throttled {
@@ -280,6 +255,12 @@ pub enum WriteOp {
     },
     /// Records that an event did not start a function, and why.
     Skip(SkipRecord),
+    /// Makes `run_id` the holder of a singleton key, whoever held it.
+    SetSingleton {
+        scope: String,
+        key: String,
+        run_id: RunId,
+    },
 }
 
 /// A debounce waiting to fire.
@@ -366,12 +347,7 @@ pub fn work_to_json(w: &Work) -> Value {
             json!({"t":"call","target":target_to_json(target),"attempt":attempt})
         }
         Work::Sleep { step } => json!({"t":"sleep","step":step}),
-        Work::Resume {
-            step,
-            pause,
-            kind,
-            value,
-        } => {
+        Work::Resume { step, pause, kind, value } => {
             let (ok, v) = match value {
                 Ok(v) => (true, v),
                 Err(v) => (false, v),
@@ -392,17 +368,9 @@ pub fn work_to_json(w: &Work) -> Value {
 /// Work from stored JSON.
 pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
     let s = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| crate::StoreError::Corrupt(format!("work without {k}: {v}")))
+        v.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| crate::StoreError::Corrupt(format!("work without {k}: {v}")))
     };
-    let kind = || {
-        s("kind").and_then(|k| {
-            PauseKind::parse(&k)
-                .ok_or_else(|| crate::StoreError::Corrupt(format!("bad pause kind {k}")))
-        })
-    };
+    let kind = || s("kind").and_then(|k| PauseKind::parse(&k).ok_or_else(|| crate::StoreError::Corrupt(format!("bad pause kind {k}"))));
     Ok(match v.get("t").and_then(Value::as_str) {
         Some("call") => Work::Call {
             target: target_from_json(v.get("target").unwrap_or(&Value::Null)),
@@ -412,32 +380,14 @@ pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
         Some("resume") => {
             let value = v.get("value").cloned().unwrap_or(Value::Null);
             let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(true);
-            Work::Resume {
-                step: s("step")?,
-                pause: s("pause")?,
-                kind: kind()?,
-                value: if ok { Ok(value) } else { Err(value) },
-            }
+            Work::Resume { step: s("step")?, pause: s("pause")?, kind: kind()?, value: if ok { Ok(value) } else { Err(value) } }
         }
-        Some("timeout") => Work::Timeout {
-            step: s("step")?,
-            pause: s("pause")?,
-            kind: kind()?,
-        },
+        Some("timeout") => Work::Timeout { step: s("step")?, pause: s("pause")?, kind: kind()? },
         Some("cancel") => Work::Cancel,
         Some("start_timeout") => Work::StartTimeout,
-        Some("debounce") => Work::Debounce {
-            function: s("function")?,
-            key: s("key")?,
-        },
-        Some("batch") => Work::Batch {
-            function: s("function")?,
-            key: s("key")?,
-        },
-        Some("cron") => Work::Cron {
-            function: s("function")?,
-            cron: s("cron")?,
-        },
+        Some("debounce") => Work::Debounce { function: s("function")?, key: s("key")? },
+        Some("batch") => Work::Batch { function: s("function")?, key: s("key")? },
+        Some("cron") => Work::Cron { function: s("function")?, cron: s("cron")? },
         _ => return Err(crate::StoreError::Corrupt(format!("unknown work {v}"))),
     })
 }
@@ -457,35 +407,19 @@ pub fn state_to_json(s: &RunState) -> Value {
 }
 
 /// The run state from stored JSON.
-pub fn state_from_json(
-    run_id: RunId,
-    status: RunStatus,
-    v: &Value,
-) -> Result<RunState, crate::StoreError> {
+pub fn state_from_json(run_id: RunId, status: RunStatus, v: &Value) -> Result<RunState, crate::StoreError> {
     let set = |k: &str| -> std::collections::BTreeSet<String> {
-        v.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        v.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
     };
-    let function = v
-        .get("function")
-        .and_then(Value::as_str)
-        .ok_or_else(|| crate::StoreError::Corrupt("run state without function".into()))?;
+    let function =
+        v.get("function").and_then(Value::as_str).ok_or_else(|| crate::StoreError::Corrupt("run state without function".into()))?;
     Ok(RunState {
         run_id,
         function: FunctionSlug(function.to_string()),
         status,
         max_attempts: v.get("max_attempts").and_then(Value::as_u64).unwrap_or(5) as u32,
         version: v.get("version").and_then(Value::as_i64).unwrap_or(-1) as i32,
-        force_plan: v
-            .get("force_plan")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        force_plan: v.get("force_plan").and_then(Value::as_bool).unwrap_or(false),
         done: set("done"),
         planned: set("planned"),
         pending: set("pending"),

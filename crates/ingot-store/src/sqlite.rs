@@ -16,9 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Acquire, Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -53,9 +51,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(unavailable)?
@@ -65,41 +61,20 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(false);
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts.clone())
-            .await
-            .map_err(unavailable)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&read)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        let conn = SqliteConnection::connect_with(&opts)
-            .await
-            .map_err(unavailable)?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(opts.clone()).await.map_err(unavailable)?;
+        sqlx::migrate!("./migrations/sqlite").run(&read).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        let conn = SqliteConnection::connect_with(&opts).await.map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(4096);
         let inflight = Arc::new(Mutex::new(HashSet::new()));
         let notify = Arc::new(Notify::new());
         tokio::spawn(writer(conn, rx, inflight.clone(), notify.clone()));
-        Ok(SqliteStore {
-            read,
-            tx,
-            inflight,
-            notify,
-        })
+        Ok(SqliteStore { read, tx, inflight, notify })
     }
 
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
-    ) -> Result<T> {
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
+        self.tx.send(make(tx)).await.map_err(|_| StoreError::Unavailable("store writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("store writer stopped".into()))?
     }
 }
 
@@ -160,8 +135,9 @@ fn flatten(ops: &[WriteOp]) -> Vec<&WriteOp> {
     let mut out = Vec::new();
     for op in ops {
         out.push(op);
-        if let WriteOp::Guarded { then, .. } = op {
+        if let WriteOp::Guarded { then, otherwise, .. } = op {
             out.extend(flatten(then));
+            out.extend(flatten(otherwise));
         }
     }
     out
@@ -196,10 +172,7 @@ async fn commit_group(
         }
     }
     if let Err(e) = tx.commit().await {
-        return results
-            .into_iter()
-            .map(|_| Err(unavailable_ref(&e)))
-            .collect();
+        return results.into_iter().map(|_| Err(unavailable_ref(&e))).collect();
     }
     results
 }
@@ -300,10 +273,7 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     .await
                     .map_err(unavailable)?;
                 if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict(format!(
-                        "run {} changed (expected rev {expected_rev})",
-                        run.id()
-                    )));
+                    return Err(StoreError::Conflict(format!("run {} changed (expected rev {expected_rev})", run.id())));
                 }
             }
             WriteOp::SaveStep(s) => {
@@ -321,42 +291,22 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                 .map_err(unavailable)?;
             }
             WriteOp::Enqueue(q) => enqueue(conn, &q, "INSERT OR IGNORE").await?,
-            WriteOp::Throttled {
-                name,
-                now_ms,
-                limit,
-                period_ms,
-                burst,
-                mut item,
-            } => {
+            WriteOp::Throttled { name, now_ms, limit, period_ms, burst, mut item } => {
                 let tat = limiter(conn, &name).await?;
                 let g = ingot_core::flow::gcra(tat, now_ms, limit, period_ms, burst);
                 set_limiter(conn, &name, g.new_tat_ms).await?;
                 item.available_at_ms = item.available_at_ms.max(g.earliest_ms);
                 enqueue(conn, &item, "INSERT OR IGNORE").await?;
             }
-            WriteOp::Debounce {
-                function,
-                key,
-                event_id,
-                run_id,
-                now_ms,
-                period_ms,
-                timeout_ms,
-            } => {
-                let existing = sqlx::query(
-                    "SELECT run_id, first_ms FROM debounces WHERE function = ? AND key = ?",
-                )
-                .bind(&function)
-                .bind(&key)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(unavailable)?;
+            WriteOp::Debounce { function, key, event_id, run_id, now_ms, period_ms, timeout_ms } => {
+                let existing = sqlx::query("SELECT run_id, first_ms FROM debounces WHERE function = ? AND key = ?")
+                    .bind(&function)
+                    .bind(&key)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
                 let (rid, first) = match existing {
-                    Some(row) => (
-                        parse_run_id(row.get("run_id"))?,
-                        row.get::<i64, _>("first_ms"),
-                    ),
+                    Some(row) => (parse_run_id(row.get("run_id"))?, row.get::<i64, _>("first_ms")),
                     None => (run_id, now_ms),
                 };
                 let fire = ingot_core::flow::debounce_fire_at(first, now_ms, period_ms, timeout_ms);
@@ -379,15 +329,7 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                 };
                 enqueue(conn, &item, "INSERT OR REPLACE").await?;
             }
-            WriteOp::AppendBatch {
-                function,
-                key,
-                event_id,
-                run_id,
-                now_ms,
-                max_size,
-                timeout_ms,
-            } => {
+            WriteOp::AppendBatch { function, key, event_id, run_id, now_ms, max_size, timeout_ms } => {
                 let open = sqlx::query("SELECT run_id, event_ids FROM batches WHERE function = ? AND key = ? AND open = 1")
                     .bind(&function)
                     .bind(&key)
@@ -396,18 +338,14 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     .map_err(unavailable)?;
                 let (rid, mut ids) = match open {
                     Some(row) => {
-                        let ids: Vec<String> = serde_json::from_str(row.get("event_ids"))
-                            .map_err(|e| corrupt("batch events", e))?;
+                        let ids: Vec<String> = serde_json::from_str(row.get("event_ids")).map_err(|e| corrupt("batch events", e))?;
                         (parse_run_id(row.get("run_id"))?, ids)
                     }
                     None => {
                         let item = QueueItem {
                             id: QueueItemId(format!("batch:{run_id}")),
                             run_id,
-                            work: Work::Batch {
-                                function: function.clone(),
-                                key: key.clone(),
-                            },
+                            work: Work::Batch { function: function.clone(), key: key.clone() },
                             available_at_ms: now_ms + timeout_ms,
                             dedupe: None,
                         };
@@ -439,24 +377,27 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                         .map_err(unavailable)?;
                 }
             }
-            WriteOp::Skip(skip) => {
-                sqlx::query(
-                    "INSERT INTO skips (function, event_id, reason, at_ms) VALUES (?,?,?,?)",
-                )
-                .bind(&skip.function)
-                .bind(skip.event_id.to_string())
-                .bind(&skip.reason)
-                .bind(skip.at_ms)
-                .execute(&mut *conn)
-                .await
-                .map_err(unavailable)?;
-            }
-            WriteOp::Ack(id) => {
-                sqlx::query("DELETE FROM queue WHERE id = ?")
-                    .bind(&id.0)
+            WriteOp::SetSingleton { scope, key, run_id } => {
+                sqlx::query("INSERT OR REPLACE INTO singletons (scope, key, run_id) VALUES (?,?,?)")
+                    .bind(&scope)
+                    .bind(&key)
+                    .bind(run_id.to_string())
                     .execute(&mut *conn)
                     .await
                     .map_err(unavailable)?;
+            }
+            WriteOp::Skip(skip) => {
+                sqlx::query("INSERT INTO skips (function, event_id, reason, at_ms) VALUES (?,?,?,?)")
+                    .bind(&skip.function)
+                    .bind(skip.event_id.to_string())
+                    .bind(&skip.reason)
+                    .bind(skip.at_ms)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            WriteOp::Ack(id) => {
+                sqlx::query("DELETE FROM queue WHERE id = ?").bind(&id.0).execute(&mut *conn).await.map_err(unavailable)?;
             }
             WriteOp::InsertPause(p) => {
                 sqlx::query(
@@ -478,16 +419,8 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
             }
             WriteOp::ClearRunWork(run_id) => {
                 let id = run_id.to_string();
-                sqlx::query("DELETE FROM queue WHERE run_id = ?")
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(unavailable)?;
-                sqlx::query("DELETE FROM pauses WHERE run_id = ?")
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(unavailable)?;
+                sqlx::query("DELETE FROM queue WHERE run_id = ?").bind(&id).execute(&mut *conn).await.map_err(unavailable)?;
+                sqlx::query("DELETE FROM pauses WHERE run_id = ?").bind(&id).execute(&mut *conn).await.map_err(unavailable)?;
             }
             WriteOp::History(h) => {
                 sqlx::query("INSERT INTO history (run_id, at_ms, kind, step, name, attempt, duration_ms, detail) VALUES (?,?,?,?,?,?,?,?)")
@@ -503,7 +436,7 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     .await
                     .map_err(unavailable)?;
             }
-            WriteOp::Guarded { guard, then } => {
+            WriteOp::Guarded { guard, then, otherwise } => {
                 let passed = match guard {
                     Guard::ConsumePause(id) => {
                         sqlx::query("DELETE FROM pauses WHERE id = ?").bind(&id).execute(&mut *conn).await.map_err(unavailable)?.rows_affected() == 1
@@ -578,9 +511,7 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     }
                 };
                 out.guards_passed.push(passed);
-                if passed {
-                    stack.extend(then.into_iter().rev());
-                }
+                stack.extend(if passed { then } else { otherwise }.into_iter().rev());
             }
         }
     }
@@ -588,26 +519,20 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
 }
 
 async fn enqueue(conn: &mut SqliteConnection, q: &QueueItem, verb: &str) -> Result<()> {
-    sqlx::query(&format!(
-        "{verb} INTO queue (id, run_id, work, available_at_ms, dedupe) VALUES (?,?,?,?,?)"
-    ))
-    .bind(&q.id.0)
-    .bind(q.run_id.to_string())
-    .bind(js(&work_to_json(&q.work)))
-    .bind(q.available_at_ms)
-    .bind(&q.dedupe)
-    .execute(&mut *conn)
-    .await
-    .map_err(unavailable)?;
+    sqlx::query(&format!("{verb} INTO queue (id, run_id, work, available_at_ms, dedupe) VALUES (?,?,?,?,?)"))
+        .bind(&q.id.0)
+        .bind(q.run_id.to_string())
+        .bind(js(&work_to_json(&q.work)))
+        .bind(q.available_at_ms)
+        .bind(&q.dedupe)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
 async fn limiter(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT tat_ms FROM limiters WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(unavailable)?;
+    let row = sqlx::query("SELECT tat_ms FROM limiters WHERE name = ?").bind(name).fetch_optional(&mut *conn).await.map_err(unavailable)?;
     Ok(row.map(|r| r.get("tat_ms")))
 }
 
@@ -647,12 +572,7 @@ async fn insert_run(conn: &mut SqliteConnection, r: &RunRecord) -> Result<()> {
     Ok(())
 }
 
-async fn claim(
-    conn: &mut SqliteConnection,
-    inflight: &Mutex<HashSet<QueueItemId>>,
-    now_ms: i64,
-    limit: usize,
-) -> Result<Claim> {
+async fn claim(conn: &mut SqliteConnection, inflight: &Mutex<HashSet<QueueItemId>>, now_ms: i64, limit: usize) -> Result<Claim> {
     let held = inflight.lock().unwrap_or_else(|e| e.into_inner()).len();
     let rows = sqlx::query("SELECT id, run_id, work, available_at_ms, dedupe FROM queue ORDER BY available_at_ms, id LIMIT ?")
         .bind((limit + held + 1) as i64)
@@ -704,8 +624,7 @@ fn run_row(row: &SqliteRow) -> Result<RunRecord> {
     let status_s: String = row.get("status");
     let status = RunStatus::parse(&status_s).ok_or_else(|| corrupt("run status", &status_s))?;
     let state = state_from_json(id, status, &parse_json(row.get("state"), "run state")?)?;
-    let ids: Vec<String> =
-        serde_json::from_str(row.get("event_ids")).map_err(|e| corrupt("run event ids", e))?;
+    let ids: Vec<String> = serde_json::from_str(row.get("event_ids")).map_err(|e| corrupt("run event ids", e))?;
     let output: Option<String> = row.get("output");
     Ok(RunRecord {
         state,
@@ -755,10 +674,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, item: &QueueItemId) {
-        self.inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(item);
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(item);
         self.notify.notify_one();
     }
 
@@ -767,10 +683,7 @@ impl Store for SqliteStore {
     }
 
     async fn apps(&self) -> Result<Vec<AppRecord>> {
-        let rows = sqlx::query("SELECT * FROM apps ORDER BY id")
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT * FROM apps ORDER BY id").fetch_all(&self.read).await.map_err(unavailable)?;
         Ok(rows
             .iter()
             .map(|r| AppRecord {
@@ -791,10 +704,7 @@ impl Store for SqliteStore {
         } else {
             "SELECT * FROM functions WHERE archived = 0 ORDER BY slug"
         };
-        let rows = sqlx::query(sql)
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let rows = sqlx::query(sql).fetch_all(&self.read).await.map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(FunctionRecord {
@@ -820,11 +730,7 @@ impl Store for SqliteStore {
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let limit = if filter.limit == 0 {
-            -1
-        } else {
-            filter.limit as i64
-        };
+        let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3"
         ))
@@ -838,24 +744,21 @@ impl Store for SqliteStore {
     }
 
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLS} FROM runs WHERE id IN (SELECT run_id FROM run_events WHERE event_id = ?) ORDER BY id"
-        ))
-        .bind(id.to_string())
-        .fetch_all(&self.read)
-        .await
-        .map_err(unavailable)?;
+        let rows =
+            sqlx::query(&format!("SELECT {RUN_COLS} FROM runs WHERE id IN (SELECT run_id FROM run_events WHERE event_id = ?) ORDER BY id"))
+                .bind(id.to_string())
+                .fetch_all(&self.read)
+                .await
+                .map_err(unavailable)?;
         rows.iter().map(run_row).collect()
     }
 
     async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
-        let rows = sqlx::query(
-            "SELECT step, name, memo, seq, at_ms FROM steps WHERE run_id = ? ORDER BY seq",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.read)
-        .await
-        .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT step, name, memo, seq, at_ms FROM steps WHERE run_id = ? ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(StepRecord {
@@ -921,11 +824,7 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
-        let limit = if filter.limit == 0 {
-            -1
-        } else {
-            filter.limit as i64
-        };
+        let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
         let rows = sqlx::query(
             "SELECT * FROM events WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR internal_id < ?2)
              AND (?3 IS NULL OR received_at_ms >= ?3) AND (?4 IS NULL OR received_at_ms <= ?4)
@@ -943,11 +842,7 @@ impl Store for SqliteStore {
     }
 
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
-        let rows = sqlx::query("SELECT * FROM pauses WHERE event_name = ?")
-            .bind(name)
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT * FROM pauses WHERE event_name = ?").bind(name).fetch_all(&self.read).await.map_err(unavailable)?;
         rows.iter().map(pause_row).collect()
     }
 
@@ -961,11 +856,8 @@ impl Store for SqliteStore {
     }
 
     async fn pauses_for_run(&self, id: RunId) -> Result<Vec<Pause>> {
-        let rows = sqlx::query("SELECT * FROM pauses WHERE run_id = ?")
-            .bind(id.to_string())
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let rows =
+            sqlx::query("SELECT * FROM pauses WHERE run_id = ?").bind(id.to_string()).fetch_all(&self.read).await.map_err(unavailable)?;
         rows.iter().map(pause_row).collect()
     }
 
@@ -996,8 +888,7 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         row.map(|r| {
-            let ids: Vec<String> =
-                serde_json::from_str(r.get("event_ids")).map_err(|e| corrupt("batch events", e))?;
+            let ids: Vec<String> = serde_json::from_str(r.get("event_ids")).map_err(|e| corrupt("batch events", e))?;
             Ok(BatchRecord {
                 function: r.get("function"),
                 key: r.get("key"),
@@ -1011,14 +902,12 @@ impl Store for SqliteStore {
 
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
         let limit = if limit == 0 { -1 } else { limit as i64 };
-        let rows = sqlx::query(
-            "SELECT * FROM skips WHERE (?1 IS NULL OR function = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(function)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await
-        .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT * FROM skips WHERE (?1 IS NULL OR function = ?1) ORDER BY id DESC LIMIT ?2")
+            .bind(function)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(SkipRecord {

@@ -10,9 +10,7 @@ async fn mem_store_conforms() {
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("ingot.db"))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(&dir.path().join("ingot.db")).await.unwrap();
     conformance::run_all(&store).await;
 }
 

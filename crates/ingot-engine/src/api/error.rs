@@ -44,10 +44,6 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %format!("{e:#}"), "request failed");
         }
         let status = self.status();
-        (
-            status,
-            Json(json!({ "error": self.to_string(), "status": status.as_u16() })),
-        )
-            .into_response()
+        (status, Json(json!({ "error": self.to_string(), "status": status.as_u16() }))).into_response()
     }
 }

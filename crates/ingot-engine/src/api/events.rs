@@ -22,62 +22,34 @@ pub async fn health() -> Json<Value> {
 }
 
 fn refuse(status: StatusCode, error: String) -> Response {
-    (
-        status,
-        Json(json!({"ids": [], "status": status.as_u16(), "error": error})),
-    )
-        .into_response()
+    (status, Json(json!({"ids": [], "status": status.as_u16(), "error": error}))).into_response()
 }
 
 /// Accepts one event or an array; answers after the commit.
-pub async fn send(
-    State(engine): State<Arc<Engine>>,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn send(State(engine): State<Arc<Engine>>, Path(key): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     if engine.config.mode == Mode::Start && !engine.config.event_keys.iter().any(|k| k == &key) {
         return refuse(StatusCode::UNAUTHORIZED, "Event key not found".into());
     }
     if body.len() > MAX_EVENT_REQUEST_BYTES {
         return refuse(
             StatusCode::BAD_REQUEST,
-            format!(
-                "request body is {} bytes, over the limit of {MAX_EVENT_REQUEST_BYTES} bytes",
-                body.len()
-            ),
+            format!("request body is {} bytes, over the limit of {MAX_EVENT_REQUEST_BYTES} bytes", body.len()),
         );
     }
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("body is not valid JSON: {e}"),
-            )
-        }
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}")),
     };
     let raw = match value {
         Value::Array(items) => items,
         obj @ Value::Object(_) => vec![obj],
-        other => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("body must be an event object or an array of events, got {other}"),
-            )
-        }
+        other => return refuse(StatusCode::BAD_REQUEST, format!("body must be an event object or an array of events, got {other}")),
     };
     if raw.is_empty() {
         return (StatusCode::OK, Json(json!({"ids": [], "status": 200}))).into_response();
     }
     if raw.len() > MAX_EVENTS_PER_REQUEST {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} events in one request, over the limit of {MAX_EVENTS_PER_REQUEST}",
-                raw.len()
-            ),
-        );
+        return refuse(StatusCode::BAD_REQUEST, format!("{} events in one request, over the limit of {MAX_EVENTS_PER_REQUEST}", raw.len()));
     }
     let mut events = Vec::with_capacity(raw.len());
     for (i, v) in raw.into_iter().enumerate() {
@@ -86,47 +58,32 @@ pub async fn send(
             Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("event {i}: {e}")),
         }
     }
-    let seeded = headers
-        .get("x-inngest-event-id-seed")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| seeded_ids(s, events.len()));
+    let seeded = headers.get("x-inngest-event-id-seed").and_then(|v| v.to_str().ok()).and_then(|s| seeded_ids(s, events.len()));
     match ingest(&engine, events, seeded).await {
         Ok(ids) => (StatusCode::OK, Json(json!({"ids": ids, "status": 200}))).into_response(),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "event ingest failed");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the events could not be stored; nothing was accepted".into(),
-            )
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "the events could not be stored; nothing was accepted".into())
         }
     }
 }
 
 /// Stores events and everything they trigger in one commit; returns their internal ids.
-pub async fn ingest(
-    engine: &Arc<Engine>,
-    events: Vec<Event>,
-    seeded: Option<Vec<ingot_core::EventId>>,
-) -> anyhow::Result<Vec<String>> {
+pub async fn ingest(engine: &Arc<Engine>, events: Vec<Event>, seeded: Option<Vec<ingot_core::EventId>>) -> anyhow::Result<Vec<String>> {
     let planned = engine.plan_events(events, seeded).await?;
     engine.store.commit(Commit { ops: planned.ops }).await?;
     Ok(planned.ids.iter().map(|i| i.to_string()).collect())
 }
 
 /// Starts a function directly with the given payload.
-pub async fn invoke(
-    State(engine): State<Arc<Engine>>,
-    Path(slug): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+pub async fn invoke(State(engine): State<Arc<Engine>>, Path(slug): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
     if engine.registry.get(&slug).is_none() {
         return Err(ApiError::NotFound(format!("function {slug:?} not found")));
     }
     let payload: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?
     };
     let data = match payload.get("data") {
         Some(Value::Object(m)) => Value::Object(m.clone()),
@@ -135,11 +92,8 @@ pub async fn invoke(
     };
     let mut data = data;
     data["_inngest"] = json!({"fn_id": slug});
-    let event = Event::from_user_json(
-        json!({"name": FUNCTION_INVOKED, "data": data, "user": payload.get("user").cloned()}),
-        true,
-    )
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let event = Event::from_user_json(json!({"name": FUNCTION_INVOKED, "data": data, "user": payload.get("user").cloned()}), true)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let ids = ingest(&engine, vec![event], None).await?;
     Ok(Json(json!({"id": ids[0], "status": 200})))
 }

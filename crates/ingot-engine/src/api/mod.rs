@@ -40,18 +40,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/runs/{id}", get(rest::get_run).delete(rest::cancel_run))
         .route("/v1/runs/{id}/jobs", get(rest::run_jobs))
         .route("/v1/runs/{id}/steps", get(rest::run_steps))
+        .route("/v1/cancellations", post(rest::bulk_cancel))
+        .route("/v1/skips", get(rest::list_skips))
         .route("/v1/apps", get(rest::list_apps))
         .route("/v1/apps/{app}/functions", get(rest::app_functions))
         .route("/v1/apps/{app}/sync", post(rest::resync_app))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::map_response(
-            move |mut resp: axum::response::Response| {
-                let kind = kind.clone();
-                async move {
-                    resp.headers_mut().insert("x-inngest-server-kind", kind);
-                    resp
-                }
-            },
-        ))
+        .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
+            let kind = kind.clone();
+            async move {
+                resp.headers_mut().insert("x-inngest-server-kind", kind);
+                resp
+            }
+        }))
         .with_state(engine)
 }

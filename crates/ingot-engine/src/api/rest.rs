@@ -13,9 +13,7 @@ use super::ApiError;
 use crate::Engine;
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
 }
 
 fn run_json(engine: &Engine, r: &RunRecord) -> Value {
@@ -75,144 +73,78 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("{s:?} is not an RFC 3339 time")))
 }
 
-pub async fn list_events(
-    State(engine): State<Arc<Engine>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(20usize)
-        .clamp(1, 1000);
+pub async fn list_events(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20usize).clamp(1, 1000);
     let filter = EventFilter {
         name: q.get("name").filter(|s| !s.is_empty()).cloned(),
         before: q.get("cursor").and_then(|c| EventId::parse(c)),
         received_after_ms: q.get("received_after").map(|s| parse_time(s)).transpose()?,
-        received_before_ms: q
-            .get("received_before")
-            .map(|s| parse_time(s))
-            .transpose()?,
+        received_before_ms: q.get("received_before").map(|s| parse_time(s)).transpose()?,
         limit,
     };
     let events = engine.store.events(&filter).await?;
-    Ok(Json(
-        json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()}),
-    ))
+    Ok(Json(json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()})))
 }
 
-pub async fn get_event(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let e = engine
-        .store
-        .event(parse_event_id(&id)?)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+pub async fn get_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let e = engine.store.event(parse_event_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
     Ok(Json(json!({"data": event_json(&e), "metadata": meta()})))
 }
 
-pub async fn event_runs(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn event_runs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let runs = engine.store.runs_for_event(parse_event_id(&id)?).await?;
-    Ok(Json(
-        json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()}),
-    ))
+    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
 }
 
-pub async fn list_runs(
-    State(engine): State<Arc<Engine>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let status = match q.get("status") {
-        Some(s) => Some(
-            RunStatus::parse(s)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?,
-        ),
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
         None => None,
     };
     let filter = RunFilter {
         status,
         function: q.get("function").map(|f| FunctionSlug(f.clone())),
-        limit: q
-            .get("limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(50usize)
-            .clamp(1, 1000),
+        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000),
     };
     let runs = engine.store.runs(&filter).await?;
-    Ok(Json(
-        json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()}),
-    ))
+    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
 }
 
-pub async fn get_run(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let run = engine
-        .store
-        .run(parse_run_id(&id)?)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
-    Ok(Json(
-        json!({"data": run_json(&engine, &run), "metadata": meta()}),
-    ))
+pub async fn get_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = engine.store.run(parse_run_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    Ok(Json(json!({"data": run_json(&engine, &run), "metadata": meta()})))
 }
 
 /// Cancels a run now: the decision is committed before the answer.
-pub async fn cancel_run(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn cancel_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run_id = parse_run_id(&id)?;
-    let run = engine
-        .store
-        .run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    let run = engine.store.run(run_id).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
     if run.status().is_terminal() {
-        return Err(ApiError::BadRequest(format!(
-            "run {id} already ended ({})",
-            run.status().as_str()
-        )));
+        return Err(ApiError::BadRequest(format!("run {id} already ended ({})", run.status().as_str())));
     }
-    engine
-        .apply_input(run_id, Input::Cancel, None, None, Vec::new())
-        .await?;
+    engine.apply_input(run_id, Input::Cancel, None, None, Vec::new()).await?;
     Ok(Json(json!({})))
 }
 
-pub async fn run_jobs(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn run_jobs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let items = engine.store.run_items(parse_run_id(&id)?).await?;
-    let data: Vec<Value> = items
-        .iter()
-        .map(|i| json!({"id": i.id.0, "at": rfc3339(i.available_at_ms), "work": ingot_store::work_to_json(&i.work)}))
-        .collect();
+    let data: Vec<Value> =
+        items.iter().map(|i| json!({"id": i.id.0, "at": rfc3339(i.available_at_ms), "work": ingot_store::work_to_json(&i.work)})).collect();
     Ok(Json(json!({"data": data, "metadata": meta()})))
 }
 
 /// Steps and history of a run, for tools and the dashboard.
-pub async fn run_steps(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn run_steps(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run_id = parse_run_id(&id)?;
     let steps = engine.store.run_steps(run_id).await?;
     let history = engine.store.run_history(run_id).await?;
-    let steps: Vec<Value> = steps.iter().map(|s| json!({"id": s.step, "name": s.name, "seq": s.seq, "at": rfc3339(s.at_ms), "memo": s.memo})).collect();
+    let steps: Vec<Value> =
+        steps.iter().map(|s| json!({"id": s.step, "name": s.name, "seq": s.seq, "at": rfc3339(s.at_ms), "memo": s.memo})).collect();
     let history: Vec<Value> = history
         .iter()
         .map(|h| json!({"at": rfc3339(h.at_ms), "kind": h.kind, "step": h.step, "name": h.name, "attempt": h.attempt, "duration_ms": h.duration_ms, "detail": h.detail}))
         .collect();
-    Ok(Json(
-        json!({"data": {"steps": steps, "history": history}, "metadata": meta()}),
-    ))
+    Ok(Json(json!({"data": {"steps": steps, "history": history}, "metadata": meta()})))
 }
 
 pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
@@ -228,10 +160,7 @@ pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>,
     Ok(Json(json!({"data": data, "metadata": meta()})))
 }
 
-pub async fn app_functions(
-    State(engine): State<Arc<Engine>>,
-    Path(app): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn app_functions(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
     let apps = engine.store.apps().await?;
     if !apps.iter().any(|a| a.id == app) {
         return Err(ApiError::NotFound(format!("app {app:?} not found")));
@@ -246,10 +175,51 @@ pub async fn app_functions(
     Ok(Json(json!({"data": data, "metadata": meta()})))
 }
 
-pub async fn resync_app(
-    State(engine): State<Arc<Engine>>,
-    Path(app): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn resync_app(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
     engine.resync(&app).await.map_err(ApiError::BadRequest)?;
     Ok(Json(json!({"ok": true})))
+}
+
+/// Bulk cancel: every running run of a function started in a time range.
+pub async fn bulk_cancel(State(engine): State<Arc<Engine>>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+    let function = body
+        .get("function_id")
+        .or_else(|| body.get("function_slug"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::BadRequest("`function_id` is required".into()))?;
+    let slug = engine
+        .registry
+        .all()
+        .into_iter()
+        .find(|f| f.slug().as_str() == function || f.record.uuid == function)
+        .map(|f| f.slug().clone())
+        .ok_or_else(|| ApiError::NotFound(format!("function {function:?} not found")))?;
+    let after = body.get("started_after").and_then(Value::as_str).map(parse_time).transpose()?.unwrap_or(i64::MIN);
+    let before = body.get("started_before").and_then(Value::as_str).map(parse_time).transpose()?.unwrap_or(i64::MAX);
+    let if_exp = body.get("if").and_then(Value::as_str).filter(|s| !s.trim().is_empty());
+    let runs = engine.store.runs(&RunFilter { status: Some(RunStatus::Running), function: Some(slug), limit: 0 }).await?;
+    let mut cancelled = 0;
+    for run in runs.into_iter().filter(|r| r.started_at_ms >= after && r.started_at_ms <= before) {
+        if let Some(src) = if_exp {
+            let events = engine.store.events_by_ids(&run.event_ids).await?;
+            let first = events.first().map(|e| e.payload.clone()).unwrap_or(Value::Null);
+            if !ingot_core::expr::eval_bool(src, &[("event", &first)]) {
+                continue;
+            }
+        }
+        engine.apply_input(run.id(), Input::Cancel, None, None, Vec::new()).await?;
+        cancelled += 1;
+    }
+    Ok(Json(json!({"id": ulid::Ulid::new().to_string(), "cancelled": cancelled})))
+}
+
+/// Events that did not start a function (rate limit, idempotency, singleton).
+pub async fn list_skips(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).clamp(1, 1000);
+    let skips = engine.store.skips(q.get("function").map(String::as_str), limit).await?;
+    let data: Vec<Value> = skips
+        .iter()
+        .map(|s| json!({"function_slug": s.function, "event_id": s.event_id.to_string(), "reason": s.reason, "at": rfc3339(s.at_ms)}))
+        .collect();
+    Ok(Json(json!({"data": data, "metadata": meta()})))
 }

@@ -14,16 +14,12 @@ use super::ApiError;
 use crate::sync::SyncError;
 use crate::Engine;
 
-pub async fn register(
-    State(engine): State<Arc<Engine>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let expected = headers
-        .get("x-inngest-expected-server-kind")
-        .and_then(|v| v.to_str().ok());
+pub async fn register(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Bytes) -> Response {
+    let expected = headers.get("x-inngest-expected-server-kind").and_then(|v| v.to_str().ok());
     match engine.register(&body, expected).await {
-        Ok(r) => Json(json!({"ok": true, "modified": r.modified, "app_id": r.app_id, "sync_id": ulid::Ulid::new().to_string()})).into_response(),
+        Ok(r) => {
+            Json(json!({"ok": true, "modified": r.modified, "app_id": r.app_id, "sync_id": ulid::Ulid::new().to_string()})).into_response()
+        }
         Err(e) => {
             let (status, code) = match &e {
                 SyncError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -41,52 +37,25 @@ fn run_id(s: &str) -> Result<RunId, ApiError> {
 }
 
 /// `use_api`: the run's events.
-pub async fn run_batch(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let run = engine
-        .store
-        .run(run_id(&id)?)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
-    let events: Vec<Value> = engine
-        .store
-        .events_by_ids(&run.event_ids)
-        .await?
-        .into_iter()
-        .map(|e| e.payload)
-        .collect();
+pub async fn run_batch(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = engine.store.run(run_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    let events: Vec<Value> = engine.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
     Ok(Json(Value::Array(events)))
 }
 
 /// `use_api`: the run's memoized steps.
-pub async fn run_actions(
-    State(engine): State<Arc<Engine>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn run_actions(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let rid = run_id(&id)?;
     if engine.store.run(rid).await?.is_none() {
         return Err(ApiError::NotFound(format!("run {id:?} not found")));
     }
-    let steps: Map<String, Value> = engine
-        .store
-        .run_steps(rid)
-        .await?
-        .into_iter()
-        .map(|s| (s.step, s.memo))
-        .collect();
+    let steps: Map<String, Value> = engine.store.run_steps(rid).await?.into_iter().map(|s| (s.step, s.memo)).collect();
     Ok(Json(Value::Object(steps)))
 }
 
 /// What the JS SDK probes to learn it talks to a dev server.
 pub async fn dev_info(State(engine): State<Arc<Engine>>) -> Json<Value> {
-    let functions: Vec<Value> = engine
-        .registry
-        .all()
-        .iter()
-        .map(|f| f.record.config.clone())
-        .collect();
+    let functions: Vec<Value> = engine.registry.all().iter().map(|f| f.record.config.clone()).collect();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "authed": false,
