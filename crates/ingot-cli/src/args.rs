@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// Most SDK calls in flight at once.
     #[arg(long, env = "INGOT_QUEUE_WORKERS", default_value_t = 256)]
     pub queue_workers: usize,
+    /// Days to keep finished runs and events.
+    #[arg(long, env = "INGOT_RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u64,
 }
 
 pub struct Resolved {
@@ -98,6 +101,7 @@ impl ServeArgs {
         engine.event_keys = self.event_key;
         engine.workers = self.queue_workers.max(1);
         engine.public_url = format!("http://{}:{}", self.host, self.port);
+        engine.retention = Duration::from_secs(self.retention_days.max(1) * 24 * 3600);
         let db = self.db.unwrap_or_else(|| PathBuf::from(".ingot").join("ingot.db"));
         Ok(Resolved { host: self.host, port: self.port, db, engine })
     }

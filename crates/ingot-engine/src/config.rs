@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub call_timeout: Duration,
     /// Where the engine is reachable, for `/dev` and logs.
     pub public_url: String,
+    /// Finished runs and old events are deleted after this long.
+    pub retention: Duration,
 }
 
 impl EngineConfig {
@@ -57,6 +59,7 @@ impl EngineConfig {
             workers: 256,
             call_timeout: Duration::from_secs(2 * 3600),
             public_url: "http://127.0.0.1:8288".into(),
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct CallOutcome {
     pub duration: Duration,
 }
 
+/// Above this much state, calls carry no events or steps and set `use_api`.
+pub const MAX_INLINE_STATE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Builds the request body for a call.
 pub fn build_request(state: &RunState, events: &[Value], steps: &[StepRecord], target: &CallTarget, attempt: u32) -> CallRequest {
     let mut memo = Map::new();
@@ -28,13 +31,17 @@ pub fn build_request(state: &RunState, events: &[Value], steps: &[StepRecord], t
         stack.push(s.step.clone());
     }
     let event = events.first().cloned().unwrap_or_else(|| json!({"name": "", "data": {}, "user": {}}));
+    let size: usize = events.iter().chain(memo.values()).map(|v| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)).sum();
+    // Past Inngest's request limit the SDK fetches state itself through `use_api`.
+    let use_api = size > MAX_INLINE_STATE_BYTES;
+    let (events, memo) = if use_api { (Vec::new(), Map::new()) } else { (events.to_vec(), memo) };
     CallRequest {
         event,
-        events: events.to_vec(),
+        events,
         steps: memo,
         defers: Map::new(),
         version: state.version,
-        use_api: false,
+        use_api,
         ctx: CallCtx {
             run_id: state.run_id.to_string(),
             step_id: target.step_id().to_string(),
@@ -42,7 +49,7 @@ pub fn build_request(state: &RunState, events: &[Value], steps: &[StepRecord], t
             attempt,
             max_attempts: state.max_attempts,
             disable_immediate_execution: state.force_plan,
-            use_api: false,
+            use_api,
             stack: CallStack { current: stack.len(), stack },
         },
     }
@@ -177,6 +184,24 @@ pub fn parse_retry_after(v: &str, now_secs: i64) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_state_switches_to_use_api() {
+        let state = RunState::new(ingot_core::RunId(ulid::Ulid::new()), ingot_core::FunctionSlug("a-f".into()), 5);
+        let small = build_request(&state, &[json!({"name":"a","data":{}})], &[], &CallTarget::Discovery, 0);
+        assert!(!small.use_api && small.events.len() == 1);
+        let big = StepRecord {
+            run_id: state.run_id,
+            step: "s".into(),
+            name: "s".into(),
+            memo: json!({"data": "x".repeat(MAX_INLINE_STATE_BYTES)}),
+            seq: 1,
+            at_ms: 0,
+        };
+        let req = build_request(&state, &[json!({"name":"a","data":{}})], &[big], &CallTarget::Discovery, 0);
+        assert!(req.use_api && req.ctx.use_api && req.events.is_empty() && req.steps.is_empty());
+        assert_eq!(req.ctx.stack.stack, vec!["s".to_string()], "the stack still names the steps");
+    }
 
     #[test]
     fn retry_after_forms() {

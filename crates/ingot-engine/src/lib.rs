@@ -63,6 +63,7 @@ impl Engine {
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(worker::dispatch(self.clone(), self.shutdown.subscribe()));
         tokio::spawn(sync::sync_loop(self.clone(), self.shutdown.subscribe()));
+        tokio::spawn(retention_loop(self.clone(), self.shutdown.subscribe()));
     }
 
     /// Asks the loops to stop; in-flight work is abandoned and resumes on restart.
@@ -73,5 +74,20 @@ impl Engine {
     /// The HTTP API.
     pub fn router(self: &Arc<Self>) -> axum::Router {
         api::router(self.clone())
+    }
+}
+
+/// Deletes finished runs and old events past the retention period, a batch at a time.
+async fn retention_loop(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let before_ms = engine.clock.now_ms() - engine.config.retention.as_millis() as i64;
+        let purge = ingot_store::Commit { ops: vec![ingot_store::WriteOp::Purge { before_ms, limit: 5_000 }] };
+        if let Err(e) = engine.store.commit(purge).await {
+            tracing::warn!(error = %e, "retention purge failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

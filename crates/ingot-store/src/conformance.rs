@@ -43,6 +43,33 @@ pub async fn run_all(store: &dyn Store) {
     debounce_keeps_the_newest_event(store).await;
     batches_fill_and_are_taken_once(store).await;
     singletons_hold_while_running(store).await;
+    retention_deletes_only_old_finished_work(store).await;
+}
+
+async fn retention_deletes_only_old_finished_work(store: &dyn Store) {
+    let (old_ev, live_ev) = (EventId(Ulid::new()), EventId(Ulid::new()));
+    let ev = |id, at| StoredEvent { internal_id: id, name: "ret/x".into(), payload: json!({"name":"ret/x"}), received_at_ms: at };
+    let (old_run, live_run) = (RunId(Ulid::new()), RunId(Ulid::new()));
+    let mut finished = run(old_run, old_ev);
+    finished.state.status = RunStatus::Completed;
+    finished.ended_at_ms = Some(5);
+    store
+        .commit(Commit {
+            ops: vec![
+                WriteOp::InsertEvent(ev(old_ev, 1)),
+                WriteOp::InsertEvent(ev(live_ev, 1)),
+                WriteOp::InsertRun(finished),
+                WriteOp::InsertRun(run(live_run, live_ev)),
+            ],
+        })
+        .await
+        .unwrap();
+    store.commit(Commit { ops: vec![WriteOp::Purge { before_ms: 100, limit: 1000 }] }).await.unwrap();
+    assert!(store.run(old_run).await.unwrap().is_none(), "an old finished run is deleted");
+    assert!(store.event(old_ev).await.unwrap().is_none(), "an old event no live run needs is deleted");
+    assert!(store.run(live_run).await.unwrap().is_some(), "a running run is kept");
+    assert!(store.event(live_ev).await.unwrap().is_some(), "a live run's event is kept");
+    store.commit(Commit { ops: vec![WriteOp::ClearRunWork(live_run)] }).await.unwrap();
 }
 
 async fn throttle_delays_and_rate_limit_skips(store: &dyn Store) {

@@ -218,6 +218,35 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             }
         }
         WriteOp::Skip(skip) => inner.skips.push(skip),
+        WriteOp::Purge { before_ms, limit } => {
+            let old: Vec<RunId> = inner
+                .runs
+                .values()
+                .filter(|r| r.status().is_terminal() && r.ended_at_ms.is_some_and(|t| t < before_ms))
+                .map(|r| r.id())
+                .take(limit)
+                .collect();
+            for id in &old {
+                inner.runs.remove(id);
+                inner.steps.remove(id);
+                inner.history.remove(id);
+            }
+            let live: HashSet<EventId> =
+                inner.runs.values().filter(|r| !r.status().is_terminal()).flat_map(|r| r.event_ids.clone()).collect();
+            let gone: Vec<EventId> = inner
+                .events
+                .values()
+                .filter(|e| e.received_at_ms < before_ms && !live.contains(&e.internal_id))
+                .map(|e| e.internal_id)
+                .take(limit)
+                .collect();
+            for e in gone {
+                inner.events.remove(&e);
+                inner.run_events.remove(&e);
+            }
+            inner.keys.retain(|_, exp| *exp > before_ms);
+            inner.skips.retain(|s| s.at_ms >= before_ms);
+        }
         WriteOp::SetSingleton { scope, key, run_id } => {
             inner.singletons.insert((scope, key), run_id);
         }

@@ -214,6 +214,13 @@ pub enum WriteOp {
     InsertPause(Pause),
     /// Deletes every queued item and pause of a run (it ended).
     ClearRunWork(RunId),
+    /// Retention: deletes up to `limit` runs that ended before `before_ms` (with their
+    /// steps and history), events received before it that no live run needs, expired
+    /// idempotency keys and old skip records.
+    Purge {
+        before_ms: i64,
+        limit: usize,
+    },
     History(HistoryRecord),
     /// `then` if the guard passes, else `otherwise`.
     Guarded {

@@ -386,6 +386,45 @@ async fn apply_all(conn: &mut SqliteConnection, ops: Vec<WriteOp>) -> Result<Com
                     .await
                     .map_err(unavailable)?;
             }
+            WriteOp::Purge { before_ms, limit } => {
+                let limit = limit as i64;
+                let runs: Vec<String> = sqlx::query_scalar("SELECT id FROM runs WHERE status != 'Running' AND ended_at_ms < ? LIMIT ?")
+                    .bind(before_ms)
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                for id in &runs {
+                    for sql in [
+                        "DELETE FROM runs WHERE id = ?",
+                        "DELETE FROM steps WHERE run_id = ?",
+                        "DELETE FROM history WHERE run_id = ?",
+                        "DELETE FROM run_events WHERE run_id = ?",
+                    ] {
+                        sqlx::query(sql).bind(id).execute(&mut *conn).await.map_err(unavailable)?;
+                    }
+                }
+                sqlx::query(
+                    "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e WHERE e.received_at_ms < ?1
+                     AND NOT EXISTS (SELECT 1 FROM run_events re JOIN runs r ON r.id = re.run_id WHERE re.event_id = e.internal_id AND r.status = 'Running')
+                     LIMIT ?2)",
+                )
+                .bind(before_ms)
+                .bind(limit)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
+                sqlx::query("DELETE FROM run_events WHERE run_id NOT IN (SELECT id FROM runs)")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                sqlx::query("DELETE FROM unique_keys WHERE expires_at_ms <= ?")
+                    .bind(before_ms)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unavailable)?;
+                sqlx::query("DELETE FROM skips WHERE at_ms < ?").bind(before_ms).execute(&mut *conn).await.map_err(unavailable)?;
+            }
             WriteOp::Skip(skip) => {
                 sqlx::query("INSERT INTO skips (function, event_id, reason, at_ms) VALUES (?,?,?,?)")
                     .bind(&skip.function)
