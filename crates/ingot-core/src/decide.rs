@@ -84,6 +84,11 @@ pub enum Input {
         result: Result<Value, Value>,
     },
     Cancel,
+    /// Steps an SDK checkpointed while its call is still running (JS v4):
+    /// memoized at once; the call's own reply decides what comes next.
+    Checkpoint {
+        ops: Vec<Op>,
+    },
 }
 
 /// Engine settings that shape decisions, plus the randomness for this one.
@@ -126,6 +131,17 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
     }
     match input {
         Input::Cancel => finish(&mut d, RunStatus::Cancelled, Value::Null),
+        Input::Checkpoint { ops } => {
+            for op in ops.into_iter().filter(|o| matches!(o.op, Opcode::StepRun | Opcode::Step)) {
+                if d.state.done.contains(&op.id) || d.state.done.len() >= MAX_STEPS {
+                    continue;
+                }
+                let name = op.display();
+                let data = op.data.unwrap_or(Value::Null);
+                let memo = if op.op == Opcode::Step { data } else { json!({ "data": data }) };
+                save(&mut d, op.id, name, memo);
+            }
+        }
         Input::SleepDone { step } => resolve_async(&mut d, step, Value::Null, now_ms),
         Input::WaitResolved { step, event } => resolve_async(&mut d, step, event.unwrap_or(Value::Null), now_ms),
         Input::InvokeResolved { step, result } => {
@@ -228,11 +244,15 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
     }
     let mut completed = false;
     let mut call_now = false;
+    // Steps already memoized (checkpointed during this call) still count as
+    // progress: the run must get its next call.
+    let mut repeated = false;
     for op in ops {
         let name = op.display();
         match op.op {
             Opcode::StepRun | Opcode::Step => {
                 if d.state.done.contains(&op.id) {
+                    repeated = true;
                     continue;
                 }
                 let data = op.data.clone().unwrap_or(Value::Null);
@@ -339,7 +359,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
             Opcode::DeferAdd | Opcode::DeferAbort | Opcode::Other(_) => {}
         }
     }
-    if completed {
+    if completed || (repeated && d.effects.is_empty()) {
         after_completion(d, now_ms);
     } else if call_now {
         push_discovery(d, now_ms);

@@ -398,9 +398,6 @@ fn reports_for_an_already_memoized_step_are_ignored() {
     };
     #[rustfmt::skip]
     let cases: Vec<(&str, Value)> = vec![
-        ("a duplicate StepRun", json!([js_step_run_first()])),
-        ("a duplicate StepRun with other data", dup("StepRun", json!({"data": "different"}))),
-        ("a legacy Step", dup("Step", json!({"data": 1}))),
         ("a StepFailed", dup("StepFailed", json!({"error": {"name": "E"}}))),
         ("a StepError with attempts left", dup("StepError", json!({"error": {"name": "E"}}))),
         ("a StepPlanned", dup("StepPlanned", json!({}))),
@@ -410,6 +407,18 @@ fn reports_for_an_already_memoized_step_are_ignored() {
     ];
     for (case, body) in cases {
         check_duplicate(case, body);
+    }
+    // A repeated result (a step checkpointed during the call and reported again) is not
+    // saved twice, but the run still gets its next call: it is never left without a way forward.
+    let r = RunState { done: set(&[FIRST]), ..run_v(3, 2) };
+    #[rustfmt::skip]
+    let repeats: Vec<(&str, Value)> = vec![
+        ("a duplicate StepRun", json!([js_step_run_first()])),
+        ("a duplicate StepRun with other data", dup("StepRun", json!({"data": "different"}))),
+        ("a legacy Step", dup("Step", json!({"data": 1}))),
+    ];
+    for (case, body) in repeats {
+        assert_decision(case, &r, discovered(body, v(2)), FIXED_1S, vec![call(CallTarget::Discovery, 0, ASAP)], |_| {});
     }
 }
 
@@ -1643,4 +1652,28 @@ fn retry_after_walk_matches_the_fixture() {
         vec![save(LATER, "later", json!({"data": "ok"})), discovery()],
         |s| s.done = set(&[LATER]),
     );
+}
+
+#[test]
+fn checkpointed_steps_are_memoized_without_a_new_call() {
+    let ops = parse_ops(json!([
+        {"id": FIRST, "op": "StepRun", "name": "first", "displayName": "first", "data": {"n": 1}, "mode": "sync", "hashedId": FIRST},
+        {"id": SECOND, "op": "StepPlanned", "name": "second"},
+    ]));
+    let d = decide(&run_v(5, 2), Input::Checkpoint { ops: ops.clone() }, NOW, fixed(1000));
+    assert_eq!(d.effects, vec![Effect::SaveStep { step: FIRST.into(), name: "first".into(), memo: json!({"data": {"n": 1}}) }]);
+    assert!(d.state.done.contains(FIRST));
+    assert_eq!(d.state.status, RunStatus::Running);
+    // The call's reply repeats the checkpointed step: it is not saved twice, and the run
+    // still gets its next call (it must never be left without a way forward).
+    let done = decide(
+        &d.state,
+        Input::Reply { target: CallTarget::Discovery, attempt: 0, reply: Reply::Ops(ops[..1].to_vec()), meta: ReplyMeta::default() },
+        NOW,
+        fixed(1000),
+    );
+    assert_eq!(done.effects, vec![Effect::Call { target: CallTarget::Discovery, attempt: 0, at_ms: NOW }]);
+    // A checkpoint for an ended run changes nothing.
+    let ended = RunState { status: RunStatus::Completed, ..run_v(5, 2) };
+    assert!(decide(&ended, Input::Checkpoint { ops }, NOW, fixed(1000)).effects.is_empty());
 }

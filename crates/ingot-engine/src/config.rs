@@ -42,6 +42,8 @@ pub struct EngineConfig {
     pub public_url: String,
     /// Finished runs and old events are deleted after this long.
     pub retention: Duration,
+    /// Send `ctx.fn_id` so JS v4 checkpoints steps during a call.
+    pub checkpointing: bool,
 }
 
 impl EngineConfig {
@@ -60,6 +62,7 @@ impl EngineConfig {
             call_timeout: Duration::from_secs(2 * 3600),
             public_url: "http://127.0.0.1:8288".into(),
             retention: Duration::from_secs(7 * 24 * 3600),
+            checkpointing: true,
         }
     }
 }

@@ -23,7 +23,16 @@ pub struct CallOutcome {
 pub const MAX_INLINE_STATE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Builds the request body for a call.
-pub fn build_request(state: &RunState, events: &[Value], steps: &[StepRecord], target: &CallTarget, attempt: u32) -> CallRequest {
+/// `checkpoint` is `(function uuid, queue item id)` when the engine accepts
+/// checkpoints for this call.
+pub fn build_request(
+    state: &RunState,
+    events: &[Value],
+    steps: &[StepRecord],
+    target: &CallTarget,
+    attempt: u32,
+    checkpoint: Option<(&str, &str)>,
+) -> CallRequest {
     let mut memo = Map::new();
     let mut stack = Vec::with_capacity(steps.len());
     for s in steps {
@@ -51,6 +60,8 @@ pub fn build_request(state: &RunState, events: &[Value], steps: &[StepRecord], t
             disable_immediate_execution: state.force_plan,
             use_api,
             stack: CallStack { current: stack.len(), stack },
+            fn_id: checkpoint.map(|c| c.0.to_string()),
+            qi_id: checkpoint.map(|c| c.1.to_string()),
         },
     }
 }
@@ -188,7 +199,7 @@ mod tests {
     #[test]
     fn large_state_switches_to_use_api() {
         let state = RunState::new(ingot_core::RunId(ulid::Ulid::new()), ingot_core::FunctionSlug("a-f".into()), 5);
-        let small = build_request(&state, &[json!({"name":"a","data":{}})], &[], &CallTarget::Discovery, 0);
+        let small = build_request(&state, &[json!({"name":"a","data":{}})], &[], &CallTarget::Discovery, 0, None);
         assert!(!small.use_api && small.events.len() == 1);
         let big = StepRecord {
             run_id: state.run_id,
@@ -198,7 +209,7 @@ mod tests {
             seq: 1,
             at_ms: 0,
         };
-        let req = build_request(&state, &[json!({"name":"a","data":{}})], &[big], &CallTarget::Discovery, 0);
+        let req = build_request(&state, &[json!({"name":"a","data":{}})], &[big], &CallTarget::Discovery, 0, None);
         assert!(req.use_api && req.ctx.use_api && req.events.is_empty() && req.steps.is_empty());
         assert_eq!(req.ctx.stack.stack, vec!["s".to_string()], "the stack still names the steps");
     }

@@ -68,15 +68,24 @@ impl Engine {
                 event.ts = Some(now);
             }
             let payload = event.to_json();
-            planned.ops.push(WriteOp::InsertEvent(StoredEvent {
+            let mut ops = vec![WriteOp::InsertEvent(StoredEvent {
                 internal_id: internal,
                 name: event.name.clone(),
                 payload: payload.clone(),
                 received_at_ms: now,
-            }));
+            })];
             planned.ids.push(internal);
-            self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut planned.ops).await?;
-            self.plan_resumes(&event, &payload, &mut planned.ops).await?;
+            self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut ops).await?;
+            self.plan_resumes(&event, &payload, &mut ops).await?;
+            if ids.as_ref().is_some_and(|v| v.get(i).is_some()) {
+                // A seeded id is the same when the SDK retries the send: the
+                // retry must not start the runs or resume the pauses again.
+                let guard =
+                    Guard::UniqueKey { scope: "event".into(), key: internal.to_string(), now_ms: now, expires_at_ms: now + IDEMPOTENCY_MS };
+                planned.ops.push(WriteOp::Guarded { guard, then: ops, otherwise: vec![] });
+            } else {
+                planned.ops.extend(ops);
+            }
         }
         Ok(planned)
     }

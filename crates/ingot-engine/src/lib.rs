@@ -35,6 +35,10 @@ pub struct Engine {
     pub limiter: limiter::Limiter,
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) sync_state: sync::SyncState,
+    /// Change notices for live views (`GET /v1/stream`).
+    pub live: api::live::Hub,
+    /// Functions paused from the dashboard: they start no new runs.
+    paused: std::sync::RwLock<std::collections::HashSet<String>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -53,6 +57,8 @@ impl Engine {
             slots: Arc::new(tokio::sync::Semaphore::new(workers)),
             clock,
             http,
+            live: api::live::Hub::default(),
+            paused: Default::default(),
             shutdown,
         });
         engine.registry.reload(engine.store.as_ref()).await?;
@@ -69,6 +75,21 @@ impl Engine {
     /// Asks the loops to stop; in-flight work is abandoned and resumes on restart.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Whether the function `slug` is paused (starts no new runs).
+    pub fn is_paused(&self, slug: &str) -> bool {
+        self.paused.read().unwrap_or_else(|e| e.into_inner()).contains(slug)
+    }
+
+    /// Pauses or resumes a function; returns whether that changed anything.
+    pub fn set_paused(&self, slug: &str, paused: bool) -> bool {
+        let mut set = self.paused.write().unwrap_or_else(|e| e.into_inner());
+        if paused {
+            set.insert(slug.to_string())
+        } else {
+            set.remove(slug)
+        }
     }
 
     /// The HTTP API.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ingot_core::flow::ConcurrencyKey;
 use ingot_core::lifecycle;
-use ingot_core::{decide, EventId, Input, Policy, Reply, ReplyMeta, RunId};
+use ingot_core::{decide, CallTarget, Decision, EventId, Input, Policy, Reply, ReplyMeta, RunId};
 use ingot_store::{Commit, Guard, HistoryRecord, PauseKind, QueueItem, QueueItemId, StoreError, StoredEvent, Work, WriteOp};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -154,7 +154,16 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
                 Some(url) => {
                     let events: Vec<Value> = engine.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
                     let steps = engine.store.run_steps(run.id()).await?;
-                    let request = driver::build_request(&run.state, &events, &steps, &target, attempt);
+                    let checkpoint = engine.config.checkpointing.then(|| function.as_ref().map(|f| f.record.uuid.clone())).flatten();
+                    let qi = item.id.0.clone();
+                    let request = driver::build_request(
+                        &run.state,
+                        &events,
+                        &steps,
+                        &target,
+                        attempt,
+                        checkpoint.as_deref().map(|f| (f, qi.as_str())),
+                    );
                     let now = engine.clock.now_ms();
                     let outcome = driver::call(&engine.http, &url, &request, engine.config.signing_key.as_deref(), now / 1000).await;
                     tracing::debug!(run_id = %run.id(), step = target.step_id(), attempt, status = ?outcome.status, "called SDK");
@@ -292,7 +301,10 @@ impl Engine {
             let events: Vec<Value> = self.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
             let policy =
                 Policy { retry: self.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
-            let decision = decide(&run.state, input.clone(), self.clock.now_ms(), policy);
+            let mut decision = decide(&run.state, input.clone(), self.clock.now_ms(), policy);
+            if let Some(invalid) = self.stalled_reply(&run, &input, &decision, item.as_ref()).await? {
+                decision = decide(&run.state, invalid, self.clock.now_ms(), policy);
+            }
             let mut decided = self.decision_ops(&run, decision, &events).await?;
             decided.extend(extra.iter().cloned());
             match &guard {
@@ -306,6 +318,40 @@ impl Engine {
             }
         }
         anyhow::bail!("run {run_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries")
+    }
+
+    /// A 206 reply whose decision leaves the run Running with nothing to do
+    /// (no new call, sleep, wait or step, no other queue item of the run, or the
+    /// step this call was for still unresolved), as from an SDK that answers
+    /// `[]`, only unknown ops, or only steps already memoized, would orphan the
+    /// run. It becomes an invalid reply, so the call is retried and the run then
+    /// fails with a readable error. `None` when the decision has a way forward.
+    async fn stalled_reply(
+        &self,
+        run: &ingot_store::RunRecord,
+        input: &Input,
+        decision: &Decision,
+        item: Option<&QueueItem>,
+    ) -> anyhow::Result<Option<Input>> {
+        let Input::Reply { target, attempt, reply: Reply::Ops(ops), meta } = input else {
+            return Ok(None);
+        };
+        if !decision.effects.is_empty() || decision.state.status.is_terminal() {
+            return Ok(None);
+        }
+        let target_unresolved = matches!(target, CallTarget::Step(s) if decision.state.pending.contains(s));
+        if !target_unresolved {
+            let items = self.store.run_items(run.id()).await?;
+            if items.iter().any(|i| item.is_none_or(|it| it.id != i.id)) {
+                return Ok(None);
+            }
+        }
+        let listed: Vec<String> = ops.iter().take(10).map(|o| format!("{} {:?}", o.op.as_str(), o.id)).collect();
+        let reason = format!(
+            "the SDK's 206 reply has no op that moves the run forward (ops: [{}]); the run would be left with nothing to do",
+            listed.join(", ")
+        );
+        Ok(Some(Input::Reply { target: target.clone(), attempt: *attempt, reply: Reply::Invalid(reason), meta: meta.clone() }))
     }
 }
 

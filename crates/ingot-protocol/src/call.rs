@@ -10,8 +10,9 @@ pub struct CallStack {
     pub current: usize,
 }
 
-/// `ctx` of a call request. `fn_id` is left out on purpose: it switches JS v4
-/// into checkpointing, which we do not serve yet.
+/// `ctx` of a call request. `fn_id` switches JS v4 into checkpointing (steps
+/// are POSTed to `/v1/checkpoint/{runId}/async` while the call runs); it is only
+/// sent when the engine serves that endpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallCtx {
     pub run_id: String,
@@ -22,6 +23,10 @@ pub struct CallCtx {
     pub disable_immediate_execution: bool,
     pub use_api: bool,
     pub stack: CallStack,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fn_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qi_id: Option<String>,
 }
 
 /// The body of a call request.

@@ -1,15 +1,23 @@
-//! The HTTP API on one port: the event API, sync, the REST API and the
-//! endpoints SDKs call during runs.
+//! The HTTP API on one port: the event API, sync, the REST API, the
+//! endpoints SDKs call during runs, the dev-server GraphQL API and the
+//! dashboard. In `ingot start` everything but the event API, sync and health
+//! needs the token ([`auth`]).
 
+pub mod auth;
+mod dashboard;
 mod error;
 mod events;
+pub mod gql;
+pub mod live;
 mod rest;
 mod sdk;
+pub mod trace;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderValue;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
@@ -24,28 +32,64 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Builds the router.
 pub fn router(engine: Arc<Engine>) -> Router {
     let kind = HeaderValue::from_static(engine.config.mode.server_kind());
-    Router::new()
-        .route("/health", get(events::health))
-        .route("/e/{key}", post(events::send))
-        .route("/invoke/{slug}", post(events::invoke))
-        .route("/fn/register", post(sdk::register))
-        .route("/dev", get(sdk::dev_info))
+    let gql = Router::new().route("/v0/gql", post(gql::handle)).with_state(gql::schema(engine.clone()));
+    // Everything here needs the token in `ingot start`. The SDK-facing
+    // routes accept the hashed signing key, which SDKs send as a Bearer.
+    let guarded = Router::new()
         .route("/v0/runs/{id}/batch", get(sdk::run_batch))
         .route("/v0/runs/{id}/actions", get(sdk::run_actions))
         .route("/v0/runs/{id}", delete(rest::cancel_run))
-        .route("/v1/events", get(rest::list_events))
+        .route("/v1/checkpoint/{id}/async", post(sdk::checkpoint))
+        .route("/v1/events", get(rest::list_events).post(dashboard::send_events))
+        .route("/v1/events/{id}/replay", post(dashboard::replay_event))
         .route("/v1/events/{id}", get(rest::get_event))
         .route("/v1/events/{id}/runs", get(rest::event_runs))
         .route("/v1/runs", get(rest::list_runs))
         .route("/v1/runs/{id}", get(rest::get_run).delete(rest::cancel_run))
         .route("/v1/runs/{id}/jobs", get(rest::run_jobs))
         .route("/v1/runs/{id}/steps", get(rest::run_steps))
+        .route("/v1/runs/{id}/timeline", get(dashboard::timeline))
+        .route("/v1/runs/{id}/rerun", post(dashboard::rerun))
         .route("/v1/cancellations", post(rest::bulk_cancel))
         .route("/v1/skips", get(rest::list_skips))
-        .route("/v1/apps", get(rest::list_apps))
+        .route("/v1/apps", get(rest::list_apps).post(dashboard::add_app))
         .route("/v1/apps/{app}/functions", get(rest::app_functions))
         .route("/v1/apps/{app}/sync", post(rest::resync_app))
+        .route("/v1/functions", get(dashboard::functions))
+        .route("/v1/functions/{slug}/pause", post(dashboard::pause))
+        .route("/v1/functions/{slug}/resume", post(dashboard::resume))
+        .route("/v1/functions/{slug}/invoke", post(dashboard::invoke))
+        .route("/v1/dashboard/runs", get(dashboard::runs))
+        .route("/v1/dashboard/events", get(dashboard::events_feed))
+        .route("/v1/dashboard/events/{id}", get(dashboard::event_detail))
+        .route("/v1/stream", get(live::stream))
+        .merge(gql)
+        .merge(ingot_dashboard::pages())
+        .route_layer(axum::middleware::from_fn_with_state(engine.clone(), auth::require));
+    let poke = engine.clone();
+    Router::new()
+        .route("/health", get(events::health))
+        .route("/e/{key}", post(events::send))
+        .route("/invoke/{slug}", post(events::invoke))
+        .route("/fn/register", post(sdk::register))
+        .route("/dev", get(sdk::dev_info))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .merge(ingot_dashboard::assets())
+        .merge(guarded)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A write may have made an event or changed a run: live views look now.
+        .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+            let engine = poke.clone();
+            async move {
+                let writes = req.method() != Method::GET && req.method() != Method::HEAD;
+                let resp = next.run(req).await;
+                if writes && resp.status().is_success() {
+                    engine.live.poke();
+                }
+                resp
+            }
+        }))
         .layer(axum::middleware::map_response(move |mut resp: axum::response::Response| {
             let kind = kind.clone();
             async move {

@@ -73,3 +73,31 @@ pub async fn dev_info(State(engine): State<Arc<Engine>>) -> Json<Value> {
         "features": {},
     }))
 }
+
+/// JS v4 checkpointing: steps finished during a running call, memoized now.
+pub async fn checkpoint(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Some(rid) = RunId::parse(&id) else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("run {id:?} not found"), "status": 404}))).into_response();
+    };
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("body is not JSON: {e}"), "status": 400}))).into_response()
+        }
+    };
+    let steps = parsed.get("steps").cloned().unwrap_or(Value::Array(Vec::new()));
+    let ops = match ingot_protocol::opcode::parse_ops(steps.to_string().as_bytes()) {
+        Ok(ops) => ops,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e, "status": 400}))).into_response(),
+    };
+    match engine.store.run(rid).await {
+        Ok(Some(run)) if !run.status().is_terminal() => {}
+        Ok(Some(_)) => return (StatusCode::CONFLICT, Json(json!({"error": "the run has ended", "status": 409}))).into_response(),
+        Ok(None) => return (StatusCode::NOT_FOUND, Json(json!({"error": format!("run {id:?} not found"), "status": 404}))).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    match engine.apply_input(rid, ingot_core::Input::Checkpoint { ops }, None, None, Vec::new()).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => ApiError::Internal(e).into_response(),
+    }
+}

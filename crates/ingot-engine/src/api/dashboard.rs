@@ -1,0 +1,305 @@
+//! Endpoints the dashboard needs beyond the REST API v1: run timelines,
+//! rerun, pause and resume, sending and replaying events, adding apps, and
+//! run and event lists shaped for the UI.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
+use ingot_protocol::Event;
+use ingot_store::{Commit, EventFilter, RunFilter, RunRecord, StoredEvent};
+use serde_json::{json, Value};
+
+use super::{events, trace, ApiError};
+use crate::Engine;
+
+/// Runs read to answer one filtered run list, at most.
+const RUN_SCAN_LIMIT: usize = 5000;
+
+/// Milliseconds since the epoch as RFC 3339 with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+/// A function's display name, its slug when it is gone.
+pub fn function_name(engine: &Engine, slug: &str) -> String {
+    engine.registry.get(slug).map(|f| f.record.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| slug.to_string())
+}
+
+fn parse_run_id(s: &str) -> Result<RunId, ApiError> {
+    RunId::parse(s).ok_or_else(|| ApiError::NotFound(format!("run {s:?} not found")))
+}
+
+fn parse_time(s: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| ApiError::BadRequest(format!("{s:?} is neither milliseconds nor an RFC 3339 time")))
+}
+
+async fn load_run(engine: &Engine, id: &str) -> Result<RunRecord, ApiError> {
+    engine.store.run(parse_run_id(id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))
+}
+
+/// A run as the dashboard lists it.
+pub fn run_row(engine: &Engine, r: &RunRecord, event_name: Option<&str>) -> Value {
+    json!({
+        "run_id": r.id().to_string(),
+        "function_slug": r.state.function.as_str(),
+        "function_name": function_name(engine, r.state.function.as_str()),
+        "status": r.status().as_str(),
+        "started_at_ms": r.started_at_ms,
+        "ended_at_ms": r.ended_at_ms,
+        "event_id": r.event_ids.first().map(|e| e.to_string()),
+        "event_count": r.event_ids.len(),
+        "event_name": event_name,
+        "output": r.output,
+    })
+}
+
+fn event_row(e: &StoredEvent, runs: &[RunRecord], engine: &Engine) -> Value {
+    json!({
+        "id": e.internal_id.to_string(),
+        "name": e.name,
+        "received_at_ms": e.received_at_ms,
+        "payload": e.payload,
+        "runs": runs.iter().map(|r| run_row(engine, r, Some(&e.name))).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /v1/dashboard/runs?status=&function=&from=&until=&limit=&before=`:
+/// runs newest first, `from`/`until` bounding their start (ms or RFC 3339).
+pub async fn runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let status = match q.get("status").filter(|s| !s.is_empty()) {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
+        None => None,
+    };
+    let function = q.get("function").filter(|s| !s.is_empty()).map(|f| FunctionSlug(f.clone()));
+    let from = q.get("from").filter(|s| !s.is_empty()).map(|s| parse_time(s)).transpose()?;
+    let until = q.get("until").filter(|s| !s.is_empty()).map(|s| parse_time(s)).transpose()?;
+    let before = q.get("before").and_then(|s| RunId::parse(s));
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 500);
+    let all = engine.store.runs(&RunFilter { status, function, limit: RUN_SCAN_LIMIT }).await?;
+    let picked: Vec<RunRecord> = all
+        .into_iter()
+        .filter(|r| before.is_none_or(|b| r.id() < b))
+        .filter(|r| from.is_none_or(|f| r.started_at_ms >= f) && until.is_none_or(|u| r.started_at_ms <= u))
+        .take(limit + 1)
+        .collect();
+    let more = picked.len() > limit;
+    let mut names: HashMap<EventId, String> = HashMap::new();
+    let firsts: Vec<EventId> = picked.iter().take(limit).filter_map(|r| r.event_ids.first().copied()).collect();
+    for e in engine.store.events_by_ids(&firsts).await? {
+        names.insert(e.internal_id, e.name);
+    }
+    let data: Vec<Value> = picked
+        .iter()
+        .take(limit)
+        .map(|r| run_row(&engine, r, r.event_ids.first().and_then(|e| names.get(e)).map(String::as_str)))
+        .collect();
+    Ok(Json(json!({"data": data, "has_more": more})))
+}
+
+/// `GET /v1/dashboard/events?limit=&before=&name=&internal=1`: events newest
+/// first, each with the runs it started.
+pub async fn events_feed(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 500);
+    let internal = q.get("internal").is_some_and(|v| v == "1" || v == "true");
+    let mut before = q.get("before").and_then(|s| EventId::parse(s));
+    let name = q.get("name").filter(|s| !s.is_empty()).cloned();
+    let mut out = Vec::new();
+    // Internal events may be hidden, so read pages until the page is full.
+    loop {
+        let page = engine.store.events(&EventFilter { name: name.clone(), before, limit: limit * 2, ..Default::default() }).await?;
+        let exhausted = page.len() < limit * 2;
+        before = page.last().map(|e| e.internal_id);
+        for e in page.into_iter().filter(|e| internal || !e.name.starts_with("inngest/")) {
+            if out.len() < limit {
+                out.push(e);
+            }
+        }
+        if out.len() >= limit || exhausted {
+            break;
+        }
+    }
+    let mut data = Vec::with_capacity(out.len());
+    for e in &out {
+        let runs = engine.store.runs_for_event(e.internal_id).await?;
+        data.push(event_row(e, &runs, &engine));
+    }
+    Ok(Json(json!({"data": data})))
+}
+
+/// `GET /v1/dashboard/events/{id}`: one event with its runs.
+pub async fn event_detail(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let eid = EventId::parse(&id).ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    let e = engine.store.event(eid).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    let runs = engine.store.runs_for_event(eid).await?;
+    Ok(Json(json!({"data": event_row(&e, &runs, &engine)})))
+}
+
+/// `POST /v1/events`: sends one event or an array, as `POST /e/{key}` does,
+/// for a signed-in dashboard user who holds no event key.
+pub async fn send_events(State(engine): State<Arc<Engine>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?;
+    let raw = match value {
+        Value::Array(items) => items,
+        obj @ Value::Object(_) => vec![obj],
+        _ => return Err(ApiError::BadRequest("body must be an event object or an array of events".into())),
+    };
+    let mut list = Vec::with_capacity(raw.len());
+    for (i, v) in raw.into_iter().enumerate() {
+        list.push(Event::from_user_json(v, false).map_err(|e| ApiError::BadRequest(format!("event {i}: {e}")))?);
+    }
+    let ids = events::ingest(&engine, list, None).await?;
+    engine.live.poke();
+    Ok(Json(json!({"ids": ids, "status": 200})))
+}
+
+/// `POST /v1/events/{id}/replay`: sends the event again under a new id.
+pub async fn replay_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let eid = EventId::parse(&id).ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    let e = engine.store.event(eid).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    if e.name.starts_with("inngest/") {
+        return Err(ApiError::BadRequest(format!("{} is an internal event and cannot be replayed", e.name)));
+    }
+    let mut again = json!({"name": e.name, "data": e.payload.get("data").cloned().unwrap_or(json!({}))});
+    for k in ["user", "v"] {
+        if let Some(v) = e.payload.get(k).filter(|v| !v.is_null()) {
+            again[k] = v.clone();
+        }
+    }
+    let event = Event::from_user_json(again, false).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let ids = events::ingest(&engine, vec![event], None).await?;
+    engine.live.poke();
+    Ok(Json(json!({"ids": ids, "status": 200})))
+}
+
+/// `GET /v1/functions`: every active function with its triggers, flow
+/// control and whether it is paused.
+pub async fn functions(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
+    let data: Vec<Value> = engine
+        .registry
+        .all()
+        .iter()
+        .map(|f| {
+            let cfg = &f.record.config;
+            let flow: serde_json::Map<String, Value> = [
+                "concurrency",
+                "throttle",
+                "rateLimit",
+                "debounce",
+                "batchEvents",
+                "priority",
+                "idempotency",
+                "singleton",
+                "timeouts",
+                "cancel",
+            ]
+            .iter()
+            .filter_map(|k| cfg.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
+            .collect();
+            let retries = f.config.max_attempts().saturating_sub(1);
+            json!({
+                "slug": f.slug().as_str(),
+                "id": f.record.uuid,
+                "name": f.record.name,
+                "app_id": f.record.app_id,
+                "triggers": cfg.get("triggers").cloned().unwrap_or(json!([])),
+                "flow": flow,
+                "retries": retries,
+                "paused": engine.is_paused(f.slug().as_str()),
+                "config": cfg,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": data})))
+}
+
+fn known_function(engine: &Engine, slug: &str) -> Result<(), ApiError> {
+    engine.registry.get(slug).map(|_| ()).ok_or_else(|| ApiError::NotFound(format!("function {slug:?} not found")))
+}
+
+/// `POST /v1/functions/{slug}/pause`: the function starts no new runs.
+pub async fn pause(State(engine): State<Arc<Engine>>, Path(slug): Path<String>) -> Result<Json<Value>, ApiError> {
+    known_function(&engine, &slug)?;
+    let changed = engine.set_paused(&slug, true);
+    engine.live.publish(json!({"type": "function", "slug": slug, "paused": true}));
+    Ok(Json(json!({"slug": slug, "paused": true, "changed": changed})))
+}
+
+/// `POST /v1/functions/{slug}/resume`.
+pub async fn resume(State(engine): State<Arc<Engine>>, Path(slug): Path<String>) -> Result<Json<Value>, ApiError> {
+    known_function(&engine, &slug)?;
+    let changed = engine.set_paused(&slug, false);
+    engine.live.publish(json!({"type": "function", "slug": slug, "paused": false}));
+    Ok(Json(json!({"slug": slug, "paused": false, "changed": changed})))
+}
+
+/// `POST /v1/functions/{slug}/invoke` with `{data, user}`: starts a run now.
+pub async fn invoke(State(engine): State<Arc<Engine>>, Path(slug): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let answer = events::invoke(State(engine.clone()), Path(slug), body).await?;
+    engine.live.poke();
+    Ok(answer)
+}
+
+/// `POST /v1/apps` with `{url}`: adds an app by URL and asks it to sync.
+pub async fn add_app(State(engine): State<Arc<Engine>>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+    let url = body.get("url").and_then(Value::as_str).map(str::trim).filter(|u| !u.is_empty());
+    let url = url.ok_or_else(|| ApiError::BadRequest("`url` is required".into()))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| ApiError::BadRequest(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ApiError::BadRequest(format!("{url:?} is not an http(s) URL")));
+    }
+    engine.add_app_url(url).await.map_err(|e| ApiError::BadRequest(format!("the app at {url} did not sync: {e}")))?;
+    Ok(Json(json!({"ok": true, "url": url})))
+}
+
+/// `GET /v1/runs/{id}/timeline`: the run, its function, its events and its
+/// trace with each span's output.
+pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = load_run(&engine, &id).await?;
+    let slug = run.state.function.as_str();
+    let name = function_name(&engine, slug);
+    let steps = engine.store.run_steps(run.id()).await?;
+    let history = engine.store.run_history(run.id()).await?;
+    let events = engine.store.events_by_ids(&run.event_ids).await?;
+    let root = trace::build(&run, &name, &steps, &history);
+    let memos: HashMap<&str, &Value> = steps.iter().map(|s| (s.step.as_str(), &s.memo)).collect();
+    let output = |s: &trace::Span| -> Option<trace::SpanOutput> {
+        match s.id.as_str() {
+            "run" | "final" => trace::run_output(&run),
+            id => memos.get(id).map(|m| trace::memo_output(m)),
+        }
+    };
+    let first_name = events.first().map(|e| e.name.as_str());
+    Ok(Json(json!({
+        "run": run_row(&engine, &run, first_name),
+        "function": {"slug": slug, "name": name, "paused": engine.is_paused(slug), "exists": engine.registry.get(slug).is_some()},
+        "events": events.iter().map(|e| json!({"id": e.internal_id.to_string(), "name": e.name, "received_at_ms": e.received_at_ms, "payload": e.payload})).collect::<Vec<_>>(),
+        "trace": trace::span_json(&root, &output),
+        "now_ms": engine.clock.now_ms(),
+    })))
+}
+
+/// `POST /v1/runs/{id}/rerun`: a new run of the same function with the same
+/// events, from the start. Flow control that decides whether an event starts
+/// a run (idempotency, rate limits, debounce, batching) does not apply: the
+/// user asked for this run.
+pub async fn rerun(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = load_run(&engine, &id).await?;
+    let slug = run.state.function.as_str();
+    let f = engine.registry.get(slug).ok_or_else(|| ApiError::BadRequest(format!("function {slug} is no longer synced")))?;
+    let events = engine.store.events_by_ids(&run.event_ids).await?;
+    let first = events.first().map(|e| e.payload.clone()).unwrap_or(json!({}));
+    let new_id = RunId(ulid::Ulid::new());
+    let ops = engine.run_ops(&f, new_id, run.event_ids.clone(), &first, None, engine.clock.now_ms());
+    engine.store.commit(Commit { ops }).await?;
+    engine.live.poke();
+    Ok(Json(json!({"run_id": new_id.to_string(), "rerun_of": run.id().to_string()})))
+}
