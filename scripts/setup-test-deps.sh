@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need besides Rust: the official Inngest
-# SDKs used by the test apps under tests/sdk-apps/.
+# SDKs used by the test apps under tests/sdk-apps/, and the headless browser
+# the dashboard tests drive.
 #
 #   tests/sdk-apps/js/node_modules   npm ci (inngest v3 and v4, from package-lock.json)
 #   tests/sdk-apps/py/.venv          python3 -m venv + pip install -r requirements.txt
+#   /usr/bin/chromium                apt-get install chromium (only when missing)
+#   tests/browser/node_modules       npm ci (playwright-core, driving that chromium)
 #
 # Idempotent: each part records a hash of its lock file (and tool versions)
 # and is skipped when nothing changed. FORCE=1 reinstalls both.
@@ -68,5 +71,27 @@ fi
 import importlib.metadata as md
 print("[setup-test-deps] py: inngest " + md.version("inngest") + ", flask " + md.version("flask"))
 '
+
+# --- Browser tests: Debian's chromium + playwright-core ---------------------
+if [ -x /usr/bin/chromium ]; then
+  say "browser: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+  command -v apt-get >/dev/null || die "/usr/bin/chromium is missing and apt-get is not available to install it"
+  say "browser: installing chromium with apt-get"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+browser_dir="$root/tests/browser"
+browser_stamp="$browser_dir/node_modules/.ingot-setup-stamp"
+browser_want="$(hash_of "$browser_dir/package.json" "$browser_dir/package-lock.json")-node$node_major"
+if [ "$force" != 1 ] && [ -f "$browser_stamp" ] && [ "$(cat "$browser_stamp")" = "$browser_want" ]; then
+  say "browser: node_modules up to date"
+else
+  say "browser: npm ci in tests/browser"
+  (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  printf '%s\n' "$browser_want" > "$browser_stamp"
+fi
 
 say "done"

@@ -242,6 +242,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
     if ops.iter().filter(|o| lazy(o) || o.op == Opcode::StepRun).count() > 1 {
         d.state.force_plan = true;
     }
+    let op_count = ops.len();
     let mut completed = false;
     let mut call_now = false;
     // Steps already memoized (checkpointed during this call) still count as
@@ -359,10 +360,24 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
             Opcode::DeferAdd | Opcode::DeferAbort | Opcode::Other(_) => {}
         }
     }
-    if completed || (repeated && d.effects.is_empty()) {
+    if completed {
         after_completion(d, now_ms);
     } else if call_now {
         push_discovery(d, now_ms);
+    }
+    if d.effects.is_empty() && d.state.pending.is_empty() {
+        // Nothing was saved or scheduled and no sibling will move the run on:
+        // without this the run would have no way forward.
+        let error = json!({
+            "name": "NoProgressError",
+            "message": format!("the SDK's reply had {op_count} op(s) but none moved the run on (no new step result, sleep, wait or invoke)"),
+        });
+        if repeated && attempt + 1 < d.state.max_attempts {
+            // Steps checkpointed during the call and reported again: ask at once.
+            d.effects.push(Effect::Call { target: CallTarget::Discovery, attempt: attempt + 1, at_ms: now_ms });
+        } else {
+            call_failed(d, target, attempt, error, false, meta.retry_after, now_ms, policy);
+        }
     }
 }
 

@@ -334,7 +334,7 @@ fn step_results_are_memoized_and_followed_by_discovery() {
             vec![save("h1", "n", json!({"error": {"name": "E", "message": "m"}})), discovery()], &["h1"]),
         ("StepFailed with neither gets a generic error", CallTarget::Discovery, 0, meta(), json!([{"id": "h1", "op": "StepFailed", "name": "n"}]),
             vec![save("h1", "n", json!({"error": {"name": "Error", "message": "step failed"}})), discovery()], &["h1"]),
-        ("an empty 206 ends this thread", CallTarget::Discovery, 0, v(2), json!([]), vec![], &[]),
+        ("an empty 206 with nothing pending is retried: the run needs a way forward", CallTarget::Discovery, 0, v(2), json!([]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
     ];
     for (case, target, attempt, meta, body, effects, done) in cases {
         check_step_result(case, target, attempt, meta, body, effects, done);
@@ -382,11 +382,12 @@ fn oversized_step_output_is_saved_as_an_error() {
     }
 }
 
-/// A run where `FIRST` is already memoized gets `body` again: nothing happens.
+/// A run where `FIRST` is already memoized gets `body` again: nothing is saved,
+/// and since nothing else moves the run on, the call is retried.
 #[track_caller]
 fn check_duplicate(case: &str, body: Value) {
     let r = RunState { done: set(&[FIRST]), ..run_v(3, 2) };
-    assert_decision(case, &r, discovered(body, v(2)), FIXED_1S, vec![], |_| {});
+    assert_decision(case, &r, discovered(body, v(2)), FIXED_1S, vec![call(CallTarget::Discovery, 1, NOW + 1_000)], |_| {});
 }
 
 #[test]
@@ -418,7 +419,7 @@ fn reports_for_an_already_memoized_step_are_ignored() {
         ("a legacy Step", dup("Step", json!({"data": 1}))),
     ];
     for (case, body) in repeats {
-        assert_decision(case, &r, discovered(body, v(2)), FIXED_1S, vec![call(CallTarget::Discovery, 0, ASAP)], |_| {});
+        assert_decision(case, &r, discovered(body, v(2)), FIXED_1S, vec![call(CallTarget::Discovery, 1, ASAP)], |_| {});
     }
 }
 
@@ -958,9 +959,9 @@ fn v1_parallel_steps_each_trigger_discovery_and_replans_are_ignored() {
                 &[PAR_A, PAR_B],
             ),
             turn(
-                "a late re-report of par-b (already done) is ignored",
+                "a late re-report of par-b (already done): nothing saved; with nothing pending the call is retried (a spare discovery is harmless)",
                 discovered(json!([js_planned(PAR_B, "par-b")]), v(1)),
-                vec![],
+                vec![call(CallTarget::Discovery, 1, NOW + 1_000)],
                 true,
                 &[],
                 &[PAR_A, PAR_B],
@@ -1045,9 +1046,9 @@ fn a_replanned_step_is_not_called_twice() {
         },
     );
     let r = RunState { planned: set(&[PAR_A]), done: set(&[PAR_A]), ..run_v(5, 1) };
-    assert_decision("V1: a done step re-planned", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![], |_| {});
+    assert_decision("V1: a done step re-planned, nothing pending: retried", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![call(CallTarget::Discovery, 1, NOW + 1_000)], |_| {});
     let r = RunState { done: set(&[PAR_A]), ..run_v(5, 1) };
-    assert_decision("a done step never planned by us", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![], |_| {});
+    assert_decision("a done step never planned by us: retried", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![call(CallTarget::Discovery, 1, NOW + 1_000)], |_| {});
 }
 
 #[test]
@@ -1430,10 +1431,10 @@ fn discovery_requests_call_now_and_unknown_ops_are_ignored() {
         ("DiscoveryRequest: a discovery now", json!([dr()]), vec![now()], &[]),
         ("two DiscoveryRequests: one call", json!([dr(), dr()]), vec![now()], &[]),
         ("a step and a DiscoveryRequest: one discovery", json!([js_step_run_first(), dr()]), vec![first(), discovery()], &[FIRST]),
-        ("DeferAdd is ignored", json!([{"id": "d1", "op": "DeferAdd", "opts": {"fn": "x"}, "data": {"y": 1}}]), vec![], &[]),
-        ("DeferAbort is ignored", json!([{"id": "d1", "op": "DeferAbort"}]), vec![], &[]),
-        ("an unknown op is ignored", json!([{"id": "f1", "op": "SomeFutureOp", "opts": {"a": 1}}]), vec![], &[]),
-        ("a gateway op we do not run yet is ignored", json!([{"id": "g1", "op": "AIGateway", "opts": {"url": "http://x"}}]), vec![], &[]),
+        ("DeferAdd alone is ignored, and the call retried", json!([{"id": "d1", "op": "DeferAdd", "opts": {"fn": "x"}, "data": {"y": 1}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
+        ("DeferAbort alone is ignored, and the call retried", json!([{"id": "d1", "op": "DeferAbort"}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
+        ("an unknown op alone is ignored, and the call retried", json!([{"id": "f1", "op": "SomeFutureOp", "opts": {"a": 1}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
+        ("a gateway op we do not run yet is ignored, and the call retried", json!([{"id": "g1", "op": "AIGateway", "opts": {"url": "http://x"}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
         ("ignored ops do not disturb a step", json!([{"id": "d1", "op": "DeferAdd"}, js_step_run_first(), {"id": "f1", "op": "Nope"}]),
             vec![first(), discovery()], &[FIRST]),
     ];
@@ -1527,7 +1528,7 @@ fn a_run_may_have_at_most_a_thousand_steps() {
             Some(vec![save("p", "p", json!({"data": 1})), discovery()])),
         ("1000 done + RunComplete: the run may finish", ids("s", MAX_STEPS), none(), json!([complete()]), Some(completed())),
         ("1000 done + a repeated step and RunComplete", ids("s", MAX_STEPS), none(), json!([step_run("s0"), complete()]), Some(completed())),
-        ("1000 done + an empty 206", ids("s", MAX_STEPS), none(), json!([]), Some(vec![])),
+        ("1000 done + an empty 206: retried", ids("s", MAX_STEPS), none(), json!([]), Some(vec![call(CallTarget::Discovery, 1, NOW + 1_000)])),
         ("1000 StepPlanned in one reply", none(), none(), plan_all, Some(plan_all_calls)),
         ("1001 StepPlanned in one reply", none(), none(), one_too_many, None),
         ("1001 ops of any kind in one reply", none(), none(), defers, None),
@@ -1672,7 +1673,7 @@ fn checkpointed_steps_are_memoized_without_a_new_call() {
         NOW,
         fixed(1000),
     );
-    assert_eq!(done.effects, vec![Effect::Call { target: CallTarget::Discovery, attempt: 0, at_ms: NOW }]);
+    assert_eq!(done.effects, vec![Effect::Call { target: CallTarget::Discovery, attempt: 1, at_ms: NOW }]);
     // A checkpoint for an ended run changes nothing.
     let ended = RunState { status: RunStatus::Completed, ..run_v(5, 2) };
     assert!(decide(&ended, Input::Checkpoint { ops }, NOW, fixed(1000)).effects.is_empty());

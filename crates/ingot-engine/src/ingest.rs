@@ -124,7 +124,23 @@ impl Engine {
                 Some(src) => expr::eval_bool(src, &[("event", &pause.trigger), ("async", payload)]),
                 None => true,
             };
-            if matched {
+            if !matched {
+                continue;
+            }
+            if pause.kind == PauseKind::Cancel {
+                // cancelOn: the matching event cancels the run (once).
+                ops.push(WriteOp::Guarded {
+                    otherwise: vec![],
+                    guard: Guard::ConsumePause(pause.id.clone()),
+                    then: vec![WriteOp::Enqueue(QueueItem {
+                        id: QueueItemId(Ulid::new().to_string()),
+                        run_id: pause.run_id,
+                        work: Work::Cancel,
+                        available_at_ms: now,
+                        dedupe: None,
+                    })],
+                });
+            } else {
                 ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::WaitForEvent, Ok(payload.clone()), now));
             }
         }

@@ -391,15 +391,18 @@ async fn garbage_app(
     }
 }
 
-/// Panics anywhere in this test binary (engine tasks included) since the
-/// hook was installed.
-fn panic_count() -> &'static AtomicUsize {
+/// Panics on tokio worker threads since the hook was installed: engine tasks
+/// (workers, HTTP handlers) run there. The other tests run on current-thread
+/// runtimes on their own test threads, so their failures do not count here.
+fn worker_panics() -> &'static AtomicUsize {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
     static HOOK: OnceLock<()> = OnceLock::new();
     HOOK.get_or_init(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            COUNT.fetch_add(1, Ordering::SeqCst);
+            if std::thread::current().name() == Some("tokio-runtime-worker") {
+                COUNT.fetch_add(1, Ordering::SeqCst);
+            }
             previous(info);
         }));
     });
@@ -408,7 +411,7 @@ fn panic_count() -> &'static AtomicUsize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_sdk_replies_fail_the_run_with_a_readable_error() {
-    let panics = panic_count();
+    let panics = worker_panics();
     let panics_before = panics.load(Ordering::SeqCst);
 
     // The fake app.
@@ -444,8 +447,12 @@ async fn garbage_sdk_replies_fail_the_run_with_a_readable_error() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut failures = Vec::new();
     for (g, event_id) in pending {
+        let slug = format!("{app_id}-{}", g.name());
         match wait_finished(&engine, &event_id, deadline).await {
-            Err(e) => failures.push(format!("{g:?}: {e}")),
+            Err(e) => {
+                let n = calls.lock().unwrap().get(&slug).copied().unwrap_or(0);
+                failures.push(format!("{g:?}: {e} (the app was called {n} times)"));
+            }
             Ok(run) => {
                 let output = &run["output"];
                 let message = output["message"].as_str().unwrap_or_default();
@@ -458,7 +465,6 @@ async fn garbage_sdk_replies_fail_the_run_with_a_readable_error() {
                 } else if message.len() > 4_000 {
                     failures.push(format!("{g:?}: error message is {} bytes", message.len()));
                 }
-                let slug = format!("{app_id}-{}", g.name());
                 let n = calls.lock().unwrap().get(&slug).copied().unwrap_or(0);
                 // `retries.attempts: 1` means two attempts of the failing call;
                 // RepeatsMemoizedStep first succeeds once (step s1), then fails twice.
@@ -469,8 +475,13 @@ async fn garbage_sdk_replies_fail_the_run_with_a_readable_error() {
             }
         }
     }
-    assert_eq!(panics.load(Ordering::SeqCst), panics_before, "something panicked while handling garbage replies");
-    assert!(!app_task.is_finished() && !engine_task.is_finished(), "a server stopped");
+    let panicked = panics.load(Ordering::SeqCst) - panics_before;
+    if panicked > 0 {
+        failures.push(format!("{panicked} panics in engine tasks (see stderr)"));
+    }
+    if app_task.is_finished() || engine_task.is_finished() {
+        failures.push("a server stopped".into());
+    }
     engine.shutdown();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

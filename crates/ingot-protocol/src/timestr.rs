@@ -58,7 +58,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, BadDuration> {
 /// milliseconds when there is a sub-second part (`"1500ms"`). Zero is `"0s"`.
 pub fn format_duration(d: Duration) -> String {
     if d.subsec_nanos() != 0 {
-        if d.subsec_nanos() % 1_000_000 == 0 {
+        if d.subsec_nanos().is_multiple_of(1_000_000) {
             return format!("{}ms", d.as_millis());
         }
         return format!("{}ns", d.as_nanos());

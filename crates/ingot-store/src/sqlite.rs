@@ -105,7 +105,10 @@ async fn writer(
                 if r.is_ok() {
                     for op in flatten(&commit.ops) {
                         match op {
-                            WriteOp::Enqueue(_) => enqueued = true,
+                            // Every op that may insert or move up a queue item wakes the dispatcher.
+                            WriteOp::Enqueue(_) | WriteOp::Throttled { .. } | WriteOp::Debounce { .. } | WriteOp::AppendBatch { .. } => {
+                                enqueued = true
+                            }
                             WriteOp::Ack(id) => acked.push(id.clone()),
                             _ => {}
                         }

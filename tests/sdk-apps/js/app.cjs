@@ -32,12 +32,12 @@ const appId = process.env.APP_ID || `e2e-js-v${major}`;
 const logPath = process.env.E2E_LOG || null;
 const inngest = new Inngest({ id: appId });
 
-// Appends one JSON line per body execution. Synchronous on purpose: the line
-// must be on disk before the SDK answers the engine, so a test that sees the
-// run finish also sees every line it caused.
+// Appends one JSON line per body execution, stamped with `t` (Date.now(), ms).
+// Synchronous on purpose: the line must be on disk before the SDK answers the
+// engine, so a test that sees the run finish also sees every line it caused.
 function record(entry) {
   if (!logPath) return;
-  fs.appendFileSync(logPath, JSON.stringify(entry) + "\n");
+  fs.appendFileSync(logPath, JSON.stringify({ ...entry, t: Date.now() }) + "\n");
 }
 
 // v3: createFunction(options, trigger, handler).
@@ -172,6 +172,15 @@ const functions = [
   fn({ id: "cancellable", name: "Cancellable" }, { event: "e2e/cancellable" }, async ({ step }) => {
     await step.sleep("long", "1h");
     return "never";
+  }),
+
+  // crates/ingot-cli/tests/durability.rs kills the engine while hundreds of
+  // these are in flight and checks no memoized step runs again.
+  fn({ id: "durable", name: "Durable" }, { event: "e2e/durable" }, async (ctx) => {
+    await loggedStep(ctx, "durable", "one", () => "one");
+    await ctx.step.sleep("nap", "1s");
+    await loggedStep(ctx, "durable", "two", () => "two");
+    return { done: true, i: ctx.event.data.i };
   }),
 ];
 

@@ -42,6 +42,9 @@ pub enum Sdk {
     JsV4,
     /// PyPI `inngest` on Flask.
     Py,
+    /// This repository's Rust SDK (`ingot` crate): the app in `e2e_rust.rs`,
+    /// run by re-executing that test binary (only from `e2e_rust.rs`).
+    Rust,
 }
 
 impl Sdk {
@@ -52,8 +55,42 @@ impl Sdk {
             Sdk::JsV3 => "e2e-js-v3",
             Sdk::JsV4 => "e2e-js-v4",
             Sdk::Py => "e2e-py",
+            Sdk::Rust => "e2e-rust",
         }
     }
+
+    /// The default test app (`js/app.cjs` or `py/app.py`) under its usual id.
+    pub fn default_app(self) -> TestApp {
+        let file = match self {
+            Sdk::JsV3 | Sdk::JsV4 => "app.cjs",
+            Sdk::Py => "app.py",
+            Sdk::Rust => RUST_APP_TEST,
+        };
+        TestApp { file, app_id: self.app_id().to_string() }
+    }
+
+    /// The flow-control test app (`js/flow-app.cjs` or `py/flow_app.py`),
+    /// registered as `flow-js-v3`, `flow-js-v4` or `flow-py`.
+    pub fn flow_app(self) -> TestApp {
+        let (file, app_id) = match self {
+            Sdk::JsV3 => ("flow-app.cjs", "flow-js-v3"),
+            Sdk::JsV4 => ("flow-app.cjs", "flow-js-v4"),
+            Sdk::Py => ("flow_app.py", "flow-py"),
+            Sdk::Rust => unimplemented!("the Rust SDK has no flow-control test app yet"),
+        };
+        TestApp { file, app_id: app_id.to_string() }
+    }
+}
+
+/// The test in `e2e_rust.rs` that serves the Rust SDK app.
+const RUST_APP_TEST: &str = "rust_test_app";
+
+/// Which app file a [`TestEnv`] serves (in `tests/sdk-apps/js` or `.../py`)
+/// and the app id it registers under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestApp {
+    pub file: &'static str,
+    pub app_id: String,
 }
 
 /// Run status as reported by `GET /v1/runs/{id}`.
@@ -79,10 +116,7 @@ impl RunStatus {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled
-        )
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled)
     }
 }
 
@@ -100,12 +134,8 @@ pub struct Run {
 
 impl Run {
     fn from_json(v: &Value) -> Result<Run> {
-        let str_field = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| anyhow!("run has no string field {k:?}: {v}"))
-        };
+        let str_field =
+            |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| anyhow!("run has no string field {k:?}: {v}"));
         Ok(Run {
             run_id: str_field("run_id")?,
             function_slug: str_field("function_slug")?,
@@ -139,6 +169,8 @@ pub struct LogEntry {
     pub step: Option<String>,
     pub run_id: Option<String>,
     pub attempt: Option<u64>,
+    /// When the line was written (`Date.now()` in the JS app), ms since the epoch.
+    pub t: Option<i64>,
     pub raw: Value,
 }
 
@@ -155,9 +187,7 @@ impl Proc {
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawning {name}: {cmd:?}"))?;
+        let child = cmd.spawn().with_context(|| format!("spawning {name}: {cmd:?}"))?;
         Ok(Proc { name, child, log })
     }
 
@@ -165,11 +195,15 @@ impl Proc {
     fn ensure_alive(&mut self) -> Result<()> {
         match self.child.try_wait()? {
             None => Ok(()),
-            Some(status) => bail!(
-                "{} exited early with {status}; see its log below",
-                self.name
-            ),
+            Some(status) => bail!("{} exited early with {status}; see its log below", self.name),
         }
+    }
+
+    /// SIGKILL (`Child::kill` on unix) and reap: no shutdown, no flush.
+    fn kill_hard(&mut self) -> Result<()> {
+        self.child.kill().with_context(|| format!("killing {}", self.name))?;
+        self.child.wait().with_context(|| format!("reaping {}", self.name))?;
+        Ok(())
     }
 }
 
@@ -183,12 +217,17 @@ impl Drop for Proc {
 /// An engine plus one SDK app, in their own temp dir.
 pub struct TestEnv {
     pub sdk: Sdk,
+    /// The id the app registers under (`Sdk::app_id` for the default app).
+    pub app_id: String,
     /// Engine origin, e.g. `http://127.0.0.1:41234`.
     pub base: String,
     /// The app's serve URL (`http://127.0.0.1:<port>/api/inngest`).
     pub app_url: String,
     pub http: reqwest::Client,
     e2e_log: PathBuf,
+    engine_port: u16,
+    /// Logs of engine processes killed by [`TestEnv::kill_engine_hard`].
+    old_engine_logs: Vec<PathBuf>,
     // Dropped in field order: the app, then the engine, then the directory.
     app: Proc,
     engine: Proc,
@@ -199,10 +238,12 @@ impl TestEnv {
     /// Starts the app and the engine and waits until the app is synced.
     /// Panics (after printing both logs) if that does not happen in time.
     pub async fn start(sdk: Sdk) -> TestEnv {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("ingot-e2e-{}-", sdk.app_id()))
-            .tempdir()
-            .expect("creating temp dir");
+        TestEnv::start_app(sdk, sdk.default_app()).await
+    }
+
+    /// Like [`TestEnv::start`], with another app file (e.g. [`Sdk::flow_app`]).
+    pub async fn start_app(sdk: Sdk, app: TestApp) -> TestEnv {
+        let dir = tempfile::Builder::new().prefix(&format!("ingot-e2e-{}-", app.app_id)).tempdir().expect("creating temp dir");
         let engine_port = free_port();
         let app_port = free_port();
         let base = format!("http://127.0.0.1:{engine_port}");
@@ -211,31 +252,22 @@ impl TestEnv {
         File::create(&e2e_log).expect("creating E2E_LOG");
 
         // The app first, so the engine's first sync attempt can already reach it.
-        let app = Proc::spawn(
-            "sdk app",
-            app_command(sdk, app_port, &base, &e2e_log),
-            dir.path().join("app.log"),
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"));
-        let engine = Proc::spawn(
-            "engine",
-            engine_command(engine_port, &app_url, dir.path()),
-            dir.path().join("engine.log"),
-        )
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        let app_proc = Proc::spawn("sdk app", app_command(sdk, &app, app_port, &base, &e2e_log), dir.path().join("app.log"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let engine = Proc::spawn("engine", engine_command(engine_port, &app_url, dir.path()), dir.path().join("engine.log"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
 
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()
-            .expect("building HTTP client");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().expect("building HTTP client");
         let mut env = TestEnv {
             sdk,
+            app_id: app.app_id,
             base,
             app_url,
             http,
             e2e_log,
-            app,
+            engine_port,
+            old_engine_logs: Vec::new(),
+            app: app_proc,
             engine,
             dir: Some(dir),
         };
@@ -274,7 +306,7 @@ impl TestEnv {
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
-        let url = format!("{}/v1/apps/{}/functions", self.base, self.sdk.app_id());
+        let url = format!("{}/v1/apps/{}/functions", self.base, self.app_id);
         loop {
             self.engine.ensure_alive()?;
             self.app.ensure_alive()?;
@@ -282,8 +314,7 @@ impl TestEnv {
                 Ok(r) => {
                     let status = r.status();
                     let body: Value = r.json().await.unwrap_or(Value::Null);
-                    let synced = status.is_success()
-                        && body["data"].as_array().is_some_and(|fns| !fns.is_empty());
+                    let synced = status.is_success() && body["data"].as_array().is_some_and(|fns| !fns.is_empty());
                     if synced {
                         return Ok(());
                     }
@@ -292,10 +323,7 @@ impl TestEnv {
                 Err(e) => e.to_string(),
             };
             if Instant::now() > deadline {
-                bail!(
-                    "app {} never synced; last GET {url}: {last}",
-                    self.sdk.app_id()
-                );
+                bail!("app {} never synced; last GET {url}: {last}", self.app_id);
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
@@ -303,7 +331,7 @@ impl TestEnv {
 
     /// The composite id (slug) of one of the app's functions.
     pub fn slug(&self, fn_id: &str) -> String {
-        format!("{}-{fn_id}", self.sdk.app_id())
+        format!("{}-{fn_id}", self.app_id)
     }
 
     // ---- events ---------------------------------------------------------
@@ -311,13 +339,7 @@ impl TestEnv {
     /// `POST /e/test` with one event or an array; returns the internal ids.
     pub async fn send(&self, events: Value) -> Result<Vec<String>> {
         let url = format!("{}/e/test", self.base);
-        let r = self
-            .http
-            .post(&url)
-            .json(&events)
-            .send()
-            .await
-            .context("POST /e/test")?;
+        let r = self.http.post(&url).json(&events).send().await.context("POST /e/test")?;
         let status = r.status();
         let body: Value = r.json().await.context("POST /e/test: body is not JSON")?;
         if !status.is_success() || body["status"] != json!(200) {
@@ -327,22 +349,11 @@ impl TestEnv {
             .as_array()
             .ok_or_else(|| anyhow!("POST /e/test: no ids in {body}"))?
             .iter()
-            .map(|id| {
-                id.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| anyhow!("non-string id in {body}"))
-            })
+            .map(|id| id.as_str().map(str::to_string).ok_or_else(|| anyhow!("non-string id in {body}")))
             .collect::<Result<Vec<_>>>()?;
-        let sent = if events.is_array() {
-            events.as_array().map_or(0, Vec::len)
-        } else {
-            1
-        };
+        let sent = if events.is_array() { events.as_array().map_or(0, Vec::len) } else { 1 };
         if ids.len() != sent {
-            bail!(
-                "POST /e/test: sent {sent} events, got {} ids: {body}",
-                ids.len()
-            );
+            bail!("POST /e/test: sent {sent} events, got {} ids: {body}", ids.len());
         }
         Ok(ids)
     }
@@ -356,13 +367,8 @@ impl TestEnv {
     /// `GET /v1/events?name=...`: the stored events with that name.
     pub async fn events_named(&self, name: &str) -> Result<Vec<Value>> {
         let url = format!("{}/v1/events", self.base);
-        let body = self
-            .get_json(self.http.get(&url).query(&[("name", name)]))
-            .await?;
-        body["data"]
-            .as_array()
-            .cloned()
-            .ok_or_else(|| anyhow!("GET /v1/events?name={name}: no data array in {body}"))
+        let body = self.get_json(self.http.get(&url).query(&[("name", name)])).await?;
+        body["data"].as_array().cloned().ok_or_else(|| anyhow!("GET /v1/events?name={name}: no data array in {body}"))
     }
 
     /// Polls until at least `n` events with this name are stored.
@@ -373,9 +379,7 @@ impl TestEnv {
             if events.len() >= n {
                 return Ok(events);
             }
-            deadline.tick().await.with_context(|| {
-                format!("waiting for {n} events named {name}; seen: {events:?}")
-            })?;
+            deadline.tick().await.with_context(|| format!("waiting for {n} events named {name}; seen: {events:?}"))?;
         }
     }
 
@@ -384,29 +388,16 @@ impl TestEnv {
     /// `GET /v1/events/{id}/runs`. A 404 counts as "no runs yet".
     pub async fn runs_for_event(&self, event_id: &str) -> Result<Vec<Run>> {
         let url = format!("{}/v1/events/{event_id}/runs", self.base);
-        let r = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
+        let r = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         let status = r.status();
-        let body: Value = r
-            .json()
-            .await
-            .with_context(|| format!("GET {url}: body is not JSON"))?;
+        let body: Value = r.json().await.with_context(|| format!("GET {url}: body is not JSON"))?;
         if !status.is_success() {
             bail!("GET {url} answered {status} {body}");
         }
-        body["data"]
-            .as_array()
-            .ok_or_else(|| anyhow!("GET {url}: no data array in {body}"))?
-            .iter()
-            .map(Run::from_json)
-            .collect()
+        body["data"].as_array().ok_or_else(|| anyhow!("GET {url}: no data array in {body}"))?.iter().map(Run::from_json).collect()
     }
 
     /// `GET /v1/runs/{id}`.
@@ -419,12 +410,7 @@ impl TestEnv {
     /// `DELETE /v1/runs/{id}`: cancels the run.
     pub async fn cancel_run(&self, run_id: &str) -> Result<()> {
         let url = format!("{}/v1/runs/{run_id}", self.base);
-        let r = self
-            .http
-            .delete(&url)
-            .send()
-            .await
-            .with_context(|| format!("DELETE {url}"))?;
+        let r = self.http.delete(&url).send().await.with_context(|| format!("DELETE {url}"))?;
         if !r.status().is_success() {
             let status = r.status();
             let text = r.text().await.unwrap_or_default();
@@ -443,9 +429,7 @@ impl TestEnv {
             if let Some(run) = runs.iter().find(|r| r.function_slug == slug) {
                 return Ok(run.clone());
             }
-            deadline.tick().await.with_context(|| {
-                format!("waiting for a run of {slug} for event {event_id}; runs seen: {runs:?}")
-            })?;
+            deadline.tick().await.with_context(|| format!("waiting for a run of {slug} for event {event_id}; runs seen: {runs:?}"))?;
         }
     }
 
@@ -458,17 +442,15 @@ impl TestEnv {
             let runs = self.runs_for_event(event_id).await?;
             let mine: Vec<&Run> = runs.iter().filter(|r| r.function_slug == slug).collect();
             if mine.len() > 1 {
-                bail!(
-                    "event {event_id} started {} runs of {slug}: {runs:?}",
-                    mine.len()
-                );
+                bail!("event {event_id} started {} runs of {slug}: {runs:?}", mine.len());
             }
             if let Some(run) = mine.first().filter(|r| r.status.is_terminal()) {
                 return Ok((*run).clone());
             }
-            deadline.tick().await.with_context(|| {
-                format!("waiting for the run of {slug} for event {event_id} to finish; runs seen: {runs:?}")
-            })?;
+            deadline
+                .tick()
+                .await
+                .with_context(|| format!("waiting for the run of {slug} for event {event_id} to finish; runs seen: {runs:?}"))?;
         }
     }
 
@@ -481,14 +463,9 @@ impl TestEnv {
                 return Ok(run);
             }
             if run.status.is_terminal() {
-                bail!(
-                    "run {run_id} finished as {:?}, wanted {status:?}: {run}",
-                    run.status
-                );
+                bail!("run {run_id} finished as {:?}, wanted {status:?}: {run}", run.status);
             }
-            deadline.tick().await.with_context(|| {
-                format!("waiting for run {run_id} to be {status:?}; last: {run}")
-            })?;
+            deadline.tick().await.with_context(|| format!("waiting for run {run_id} to be {status:?}; last: {run}"))?;
         }
     }
 
@@ -502,18 +479,17 @@ impl TestEnv {
 
     /// Every line the app has written to E2E_LOG so far.
     pub fn log_entries(&self) -> Result<Vec<LogEntry>> {
-        let text = fs::read_to_string(&self.e2e_log)
-            .with_context(|| format!("reading {}", self.e2e_log.display()))?;
+        let text = fs::read_to_string(&self.e2e_log).with_context(|| format!("reading {}", self.e2e_log.display()))?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
-                let raw: Value =
-                    serde_json::from_str(line).with_context(|| format!("E2E_LOG line {line:?}"))?;
+                let raw: Value = serde_json::from_str(line).with_context(|| format!("E2E_LOG line {line:?}"))?;
                 Ok(LogEntry {
                     func: raw["fn"].as_str().unwrap_or_default().to_string(),
                     step: raw["step"].as_str().map(str::to_string),
                     run_id: raw["run_id"].as_str().map(str::to_string),
                     attempt: raw["attempt"].as_u64(),
+                    t: raw["t"].as_i64(),
                     raw,
                 })
             })
@@ -526,38 +502,23 @@ impl TestEnv {
         Ok(self
             .log_entries()?
             .iter()
-            .filter(|e| {
-                e.func == func
-                    && e.step.as_deref() == Some(step)
-                    && e.run_id.as_deref() == Some(run_id)
-            })
+            .filter(|e| e.func == func && e.step.as_deref() == Some(step) && e.run_id.as_deref() == Some(run_id))
             .count())
     }
 
     /// Log lines written by function `func` (step or body) in run `run_id`.
     pub fn entries_for(&self, func: &str, run_id: &str) -> Result<Vec<LogEntry>> {
-        Ok(self
-            .log_entries()?
-            .into_iter()
-            .filter(|e| e.func == func && e.run_id.as_deref() == Some(run_id))
-            .collect())
+        Ok(self.log_entries()?.into_iter().filter(|e| e.func == func && e.run_id.as_deref() == Some(run_id)).collect())
     }
 
     /// Polls E2E_LOG until a line matches `pred`.
-    pub async fn wait_log_entry(
-        &self,
-        what: &str,
-        pred: impl Fn(&LogEntry) -> bool,
-    ) -> Result<LogEntry> {
+    pub async fn wait_log_entry(&self, what: &str, pred: impl Fn(&LogEntry) -> bool) -> Result<LogEntry> {
         let deadline = Deadline::after(WAIT_TIMEOUT);
         loop {
             if let Some(entry) = self.log_entries()?.into_iter().find(|e| pred(e)) {
                 return Ok(entry);
             }
-            deadline
-                .tick()
-                .await
-                .with_context(|| format!("waiting for an E2E_LOG line: {what}"))?;
+            deadline.tick().await.with_context(|| format!("waiting for an E2E_LOG line: {what}"))?;
         }
     }
 
@@ -566,16 +527,9 @@ impl TestEnv {
     async fn get_json(&self, req: reqwest::RequestBuilder) -> Result<Value> {
         let req = req.build()?;
         let url = req.url().clone();
-        let r = self
-            .http
-            .execute(req)
-            .await
-            .with_context(|| format!("GET {url}"))?;
+        let r = self.http.execute(req).await.with_context(|| format!("GET {url}"))?;
         let status = r.status();
-        let body: Value = r
-            .json()
-            .await
-            .with_context(|| format!("GET {url}: body is not JSON"))?;
+        let body: Value = r.json().await.with_context(|| format!("GET {url}: body is not JSON"))?;
         if !status.is_success() {
             bail!("GET {url} answered {status} {body}");
         }
@@ -583,20 +537,13 @@ impl TestEnv {
     }
 
     fn dump_logs(&self) {
-        let dir = self
-            .dir
-            .as_ref()
-            .map(|d| d.path().display().to_string())
-            .unwrap_or_default();
-        eprintln!(
-            "\n======== {:?} test environment in {dir} (engine {}, app {})",
-            self.sdk, self.base, self.app_url
-        );
-        for (title, path) in [
-            ("engine", &self.engine.log),
-            ("sdk app", &self.app.log),
-            ("E2E_LOG", &self.e2e_log),
-        ] {
+        let dir = self.dir.as_ref().map(|d| d.path().display().to_string()).unwrap_or_default();
+        eprintln!("\n======== {:?} test environment in {dir} (engine {}, app {})", self.sdk, self.base, self.app_url);
+        for (i, path) in self.old_engine_logs.iter().enumerate() {
+            eprintln!("======== engine, incarnation {i} (killed): {}", path.display());
+            eprintln!("{}", tail(path, LOG_DUMP_LIMIT));
+        }
+        for (title, path) in [("engine", &self.engine.log), ("sdk app", &self.app.log), ("E2E_LOG", &self.e2e_log)] {
             eprintln!("======== {title}: {}", path.display());
             eprintln!("{}", tail(path, LOG_DUMP_LIMIT));
         }
@@ -628,10 +575,7 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn after(timeout: Duration) -> Deadline {
-        Deadline {
-            at: Instant::now() + timeout,
-            timeout,
-        }
+        Deadline { at: Instant::now() + timeout, timeout }
     }
 
     pub fn passed(&self) -> bool {
@@ -648,10 +592,7 @@ impl Deadline {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// A port that was free a moment ago. Ports come from the kernel's ephemeral
@@ -678,61 +619,47 @@ fn engine_command(port: u16, app_url: &str, dir: &Path) -> Command {
         .arg(port.to_string())
         .arg("--db")
         .arg(dir.join("ingot.db"))
-        .args([
-            "--no-discovery",
-            "--retry-interval",
-            "1",
-            "--poll-interval",
-            "1",
-            "-u",
-            app_url,
-        ])
+        .args(["--no-discovery", "--retry-interval", "1", "--poll-interval", "1", "-u", app_url])
         .current_dir(dir);
     if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env(
-            "RUST_LOG",
-            "info,ingot_engine=debug,ingot_cli=debug,ingot_store=debug",
-        );
+        cmd.env("RUST_LOG", "info,ingot_engine=debug,ingot_cli=debug,ingot_store=debug");
     }
     cmd
 }
 
-fn app_command(sdk: Sdk, port: u16, engine_base: &str, e2e_log: &Path) -> Command {
+fn app_command(sdk: Sdk, app: &TestApp, port: u16, engine_base: &str, e2e_log: &Path) -> Command {
     let root = repo_root();
     let mut cmd = match sdk {
         Sdk::JsV3 | Sdk::JsV4 => {
             let dir = root.join("tests/sdk-apps/js");
             assert!(
-                dir.join("node_modules/inngest-v3").is_dir()
-                    && dir.join("node_modules/inngest-v4").is_dir(),
+                dir.join("node_modules/inngest-v3").is_dir() && dir.join("node_modules/inngest-v4").is_dir(),
                 "{} has no node_modules: run scripts/setup-test-deps.sh first",
                 dir.display()
             );
             let node = std::env::var_os("INGOT_E2E_NODE").unwrap_or_else(|| "node".into());
             let mut cmd = Command::new(node);
-            cmd.arg("app.cjs")
-                .current_dir(&dir)
-                .env("SDK_MAJOR", if sdk == Sdk::JsV3 { "3" } else { "4" });
+            cmd.arg(app.file).current_dir(&dir).env("SDK_MAJOR", if sdk == Sdk::JsV3 { "3" } else { "4" });
             cmd
         }
         Sdk::Py => {
             let dir = root.join("tests/sdk-apps/py");
             let python = dir.join(".venv/bin/python");
-            assert!(
-                python.exists(),
-                "{} does not exist: run scripts/setup-test-deps.sh first",
-                python.display()
-            );
+            assert!(python.exists(), "{} does not exist: run scripts/setup-test-deps.sh first", python.display());
             let mut cmd = Command::new(python);
-            cmd.arg("app.py")
-                .current_dir(&dir)
-                .env("PYTHONUNBUFFERED", "1");
+            cmd.arg(app.file).current_dir(&dir).env("PYTHONUNBUFFERED", "1");
+            cmd
+        }
+        Sdk::Rust => {
+            // The calling test binary serves the app in its test `app.file`.
+            let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
+            cmd.args(["--exact", app.file, "--ignored", "--nocapture", "--test-threads", "1"]).current_dir(&root);
             cmd
         }
     };
     scrub_inngest_env(&mut cmd);
     cmd.env("PORT", port.to_string())
-        .env("APP_ID", sdk.app_id())
+        .env("APP_ID", &app.app_id)
         .env("E2E_LOG", e2e_log)
         .env("INNGEST_DEV", "1")
         .env("INNGEST_BASE_URL", engine_base);
@@ -755,6 +682,257 @@ fn tail(path: &Path, limit: usize) -> String {
     }
 }
 
+// ---- flow control: runs by function, skips, bulk cancel, config ----------
+
+impl TestEnv {
+    /// `GET /v1/runs?function=<slug>`: up to 1,000 runs of `fn_id`, newest first.
+    pub async fn runs_of(&self, fn_id: &str) -> Result<Vec<Run>> {
+        let url = format!("{}/v1/runs", self.base);
+        let body = self.get_json(self.http.get(&url).query(&[("function", self.slug(fn_id).as_str()), ("limit", "1000")])).await?;
+        body["data"].as_array().ok_or_else(|| anyhow!("GET /v1/runs: no data array in {body}"))?.iter().map(Run::from_json).collect()
+    }
+
+    /// `GET /v1/skips?function=<slug>`: events that did not start `fn_id`
+    /// (rate limit, idempotency, singleton), each `{event_id, reason, ...}`.
+    pub async fn skips_of(&self, fn_id: &str) -> Result<Vec<Value>> {
+        let url = format!("{}/v1/skips", self.base);
+        let body = self.get_json(self.http.get(&url).query(&[("function", self.slug(fn_id).as_str())])).await?;
+        body["data"].as_array().cloned().ok_or_else(|| anyhow!("GET /v1/skips: no data array in {body}"))
+    }
+
+    /// `POST /v1/cancellations` with `body` (e.g. `{"function_id": slug}`);
+    /// returns the answer.
+    pub async fn bulk_cancel(&self, body: Value) -> Result<Value> {
+        let url = format!("{}/v1/cancellations", self.base);
+        let r = self.http.post(&url).json(&body).send().await.with_context(|| format!("POST {url}"))?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST {url} {body} answered {status} {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("POST {url}: body is not JSON: {text}"))
+    }
+
+    /// The registered config of `fn_id`, from `GET /v1/apps/{app}/functions`.
+    pub async fn function_config(&self, fn_id: &str) -> Result<Value> {
+        let url = format!("{}/v1/apps/{}/functions", self.base, self.app_id);
+        let body = self.get_json(self.http.get(&url)).await?;
+        let slug = self.slug(fn_id);
+        body["data"]
+            .as_array()
+            .and_then(|fns| fns.iter().find(|f| f["slug"] == json!(slug)))
+            .map(|f| f["config"].clone())
+            .ok_or_else(|| anyhow!("function {slug} is not registered: {body}"))
+    }
+
+    /// E2E_LOG lines of function `func`.
+    pub fn entries_of(&self, func: &str) -> Result<Vec<LogEntry>> {
+        Ok(self.log_entries()?.into_iter().filter(|e| e.func == func).collect())
+    }
+}
+
+// ---- crash and restart, orphans -------------------------------------------
+
+impl TestEnv {
+    /// SIGKILLs the engine (no shutdown: in-flight calls and commits are
+    /// abandoned). Returns the time it was dead by, in ms since the epoch.
+    pub fn kill_engine_hard(&mut self) -> Result<i64> {
+        self.engine.kill_hard()?;
+        Ok(epoch_ms())
+    }
+
+    /// Starts a new engine on the same port and database (after
+    /// [`TestEnv::kill_engine_hard`]; a live engine is killed first) and waits
+    /// until it answers and has the app's functions. Its log is a new file.
+    pub async fn restart_engine(&mut self) -> Result<()> {
+        if self.engine.child.try_wait()?.is_none() {
+            self.engine.kill_hard()?;
+        }
+        let dir = self.dir.as_ref().expect("dir is kept until drop").path().to_path_buf();
+        // The port was just released; if binding it races with the kernel,
+        // the engine exits at once and is tried again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = self.old_engine_logs.len() + 1;
+            let cmd = engine_command(self.engine_port, &self.app_url, &dir);
+            let fresh = Proc::spawn("engine", cmd, dir.join(format!("engine-{n}.log")))?;
+            let old = std::mem::replace(&mut self.engine, fresh);
+            self.old_engine_logs.push(old.log.clone());
+            drop(old);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match self.engine.child.try_wait()? {
+                Some(status) if Instant::now() < deadline => {
+                    eprintln!("restarted engine exited at once ({status}); trying again");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                _ => break,
+            }
+        }
+        self.wait_ready().await
+    }
+
+    /// `GET /v1/runs?status=<status>&limit=1000`.
+    pub async fn runs_with_status(&self, status: &str) -> Result<Vec<Run>> {
+        let url = format!("{}/v1/runs", self.base);
+        let body = self.get_json(self.http.get(&url).query(&[("status", status), ("limit", "1000")])).await?;
+        body["data"].as_array().ok_or_else(|| anyhow!("GET /v1/runs: no data array in {body}"))?.iter().map(Run::from_json).collect()
+    }
+
+    /// `GET /v1/runs/{id}/steps`: the run's memoized steps, each
+    /// `{id, name, seq, at, memo}`.
+    pub async fn run_steps(&self, run_id: &str) -> Result<Vec<Value>> {
+        let url = format!("{}/v1/runs/{run_id}/steps", self.base);
+        let body = self.get_json(self.http.get(&url)).await?;
+        body["data"]["steps"].as_array().cloned().ok_or_else(|| anyhow!("GET {url}: no data.steps array in {body}"))
+    }
+
+    /// `GET /v1/runs/{id}/jobs`: the run's queue items.
+    pub async fn run_jobs(&self, run_id: &str) -> Result<Vec<Value>> {
+        let url = format!("{}/v1/runs/{run_id}/jobs", self.base);
+        let body = self.get_json(self.http.get(&url)).await?;
+        body["data"].as_array().cloned().ok_or_else(|| anyhow!("GET {url}: no data array in {body}"))
+    }
+
+    /// The no-orphans invariant: every Running run has at least one queue
+    /// item (waits and invokes also hold a timeout item). A run seen without
+    /// one may be mid-transition (finished between the two requests), so it
+    /// is checked once more before it counts as orphaned.
+    pub async fn assert_no_orphans(&self) -> Result<()> {
+        let mut orphans = Vec::new();
+        for run in self.runs_with_status("Running").await? {
+            if !self.run_jobs(&run.run_id).await?.is_empty() {
+                continue;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+            let again = self.run(&run.run_id).await?;
+            if again.status == RunStatus::Running && self.run_jobs(&run.run_id).await?.is_empty() {
+                let url = format!("{}/v1/runs/{}/steps", self.base, run.run_id);
+                let history = self.get_json(self.http.get(&url)).await.map(|b| b["data"]["history"].clone()).unwrap_or(Value::Null);
+                orphans.push(format!("{again} history {history}"));
+            }
+        }
+        if !orphans.is_empty() {
+            bail!("{} Running run(s) with no queue item (orphans):\n{}", orphans.len(), orphans.join("\n"));
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch, on the clock the apps' `Date.now()` uses.
+pub fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+// ---- a bare engine that can be killed and restarted ------------------------
+
+/// The `ingot` binary alone (no SDK app), for tests that serve the SDK side
+/// in-process. It keeps its port and database across [`EngineProc::kill_hard`]
+/// and [`EngineProc::restart`], so a restart sees everything committed before
+/// the kill. Its logs (one file per incarnation) are printed on panic.
+pub struct EngineProc {
+    /// Origin, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    pub port: u16,
+    pub http: reqwest::Client,
+    proc: Option<Proc>,
+    incarnation: usize,
+    args: Vec<String>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl EngineProc {
+    /// Starts `ingot dev` (no discovery, no polling, 1 s retries, plus
+    /// `extra_args`) on a free port and waits for `GET /health`.
+    pub async fn start(extra_args: &[&str]) -> Result<EngineProc> {
+        let dir = tempfile::Builder::new().prefix("ingot-engine-").tempdir()?;
+        let port = free_port();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build()?;
+        let mut e = EngineProc {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            http,
+            proc: None,
+            incarnation: 0,
+            args: extra_args.iter().map(|s| s.to_string()).collect(),
+            dir: Some(dir),
+        };
+        e.spawn().await?;
+        Ok(e)
+    }
+
+    /// The directory holding the database and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("dir is kept until drop").path()
+    }
+
+    /// SIGKILL: no shutdown, no flush; in-flight calls are abandoned.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.child.kill().context("killing the engine")?;
+            p.child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the engine again on the same port and database.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill_hard()?;
+        self.spawn().await
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let dir = self.dir().to_path_buf();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+        scrub_inngest_env(&mut cmd);
+        cmd.args(["dev", "--host", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--db")
+            .arg(dir.join("ingot.db"))
+            .args(["--no-discovery", "--no-poll", "--retry-interval", "1"])
+            .args(&self.args)
+            .current_dir(&dir);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let log = dir.join(format!("engine-{}.log", self.incarnation));
+        self.incarnation += 1;
+        self.proc = Some(Proc::spawn("engine", cmd, log)?);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let health = format!("{}/health", self.base);
+        loop {
+            self.proc.as_mut().expect("just spawned").ensure_alive()?;
+            if let Ok(r) = self.http.get(&health).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("engine never answered GET /health with 200");
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for EngineProc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = self.dir().to_path_buf();
+            for i in 0..self.incarnation {
+                let path = dir.join(format!("engine-{i}.log"));
+                eprintln!("======== engine incarnation {i}: {}", path.display());
+                eprintln!("{}", tail(&path, LOG_DUMP_LIMIT));
+            }
+            if std::env::var_os("INGOT_E2E_KEEP").is_some() {
+                if let Some(d) = self.dir.take() {
+                    eprintln!("kept {}", d.keep().display());
+                }
+            }
+        }
+        // The process (if any) is killed when `proc` drops.
+    }
+}
+
 /// Scenarios shared by the JS and Python apps (same function ids, triggers
 /// and results). Each returns an error instead of panicking, so the caller's
 /// `.unwrap()` fails the test while the `TestEnv` is alive and prints logs.
@@ -768,17 +946,9 @@ pub mod scenarios {
 
     /// `hello`: one step, output `{message: "Hello <name>"}`.
     pub async fn hello(env: &TestEnv) -> Result<()> {
-        let run = env
-            .trigger_and_wait("e2e/hello", json!({ "name": "Ingot" }), "hello")
-            .await?;
-        ensure!(
-            run.status == RunStatus::Completed,
-            "hello did not complete: {run}"
-        );
-        ensure!(
-            run.output == json!({ "message": "Hello Ingot" }),
-            "hello output: {run}"
-        );
+        let run = env.trigger_and_wait("e2e/hello", json!({ "name": "Ingot" }), "hello").await?;
+        ensure!(run.status == RunStatus::Completed, "hello did not complete: {run}");
+        ensure!(run.output == json!({ "message": "Hello Ingot" }), "hello output: {run}");
         let greets = env.step_runs("hello", "greet", &run.run_id)?;
         ensure!(greets == 1, "step greet ran {greets} times");
         Ok(())
@@ -788,10 +958,7 @@ pub mod scenarios {
     /// often the function itself is re-entered.
     pub async fn memo(env: &TestEnv) -> Result<()> {
         let run = env.trigger_and_wait("e2e/memo", json!({}), "memo").await?;
-        ensure!(
-            run.status == RunStatus::Completed,
-            "memo did not complete: {run}"
-        );
+        ensure!(run.status == RunStatus::Completed, "memo did not complete: {run}");
         ensure!(run.output == json!(["A", "B", "C"]), "memo output: {run}");
         for step in ["a", "b", "c"] {
             let n = env.step_runs("memo", step, &run.run_id)?;
@@ -802,41 +969,22 @@ pub mod scenarios {
 
     /// `non-retriable`: a NonRetriableError fails the run at once.
     pub async fn non_retriable(env: &TestEnv) -> Result<()> {
-        let run = env
-            .trigger_and_wait("e2e/nonretriable", json!({}), "non-retriable")
-            .await?;
-        ensure!(
-            run.status == RunStatus::Failed,
-            "non-retriable did not fail: {run}"
-        );
-        ensure!(
-            run.output_text().contains("nope"),
-            "failed run's output lacks the error message: {run}"
-        );
+        let run = env.trigger_and_wait("e2e/nonretriable", json!({}), "non-retriable").await?;
+        ensure!(run.status == RunStatus::Failed, "non-retriable did not fail: {run}");
+        ensure!(run.output_text().contains("nope"), "failed run's output lacks the error message: {run}");
         let n = env.step_runs("non-retriable", "doomed", &run.run_id)?;
-        ensure!(
-            n == 1,
-            "step doomed ran {n} times, wanted once (no retries)"
-        );
+        ensure!(n == 1, "step doomed ran {n} times, wanted once (no retries)");
         Ok(())
     }
 
     /// `sleeper`: `step.sleep("nap", "2s")` really waits.
     pub async fn sleep(env: &TestEnv) -> Result<()> {
         let started = Instant::now();
-        let run = env
-            .trigger_and_wait("e2e/sleep", json!({}), "sleeper")
-            .await?;
+        let run = env.trigger_and_wait("e2e/sleep", json!({}), "sleeper").await?;
         let took = started.elapsed();
-        ensure!(
-            run.status == RunStatus::Completed,
-            "sleeper did not complete: {run}"
-        );
+        ensure!(run.status == RunStatus::Completed, "sleeper did not complete: {run}");
         ensure!(run.output == json!("woke"), "sleeper output: {run}");
-        ensure!(
-            took.as_millis() >= 1900,
-            "sleeper finished after {took:?}, before its 2s sleep was over"
-        );
+        ensure!(took.as_millis() >= 1900, "sleeper finished after {took:?}, before its 2s sleep was over");
         Ok(())
     }
 
@@ -846,46 +994,30 @@ pub mod scenarios {
         let x = env.send_event("e2e/wait", json!({ "id": "x" })).await?;
         // The bystander's timeout is short so the test does not wait long
         // for it, but long enough to be still waiting while x is approved.
-        let y = env
-            .send_event("e2e/wait", json!({ "id": "y", "timeout": "5s" }))
-            .await?;
+        let y = env.send_event("e2e/wait", json!({ "id": "y", "timeout": "5s" })).await?;
         let run_x = env.wait_run_started(&x, "waiter").await?;
         env.wait_run_started(&y, "waiter").await?;
-        env.wait_run_status(&run_x.run_id, RunStatus::Running)
-            .await?;
+        env.wait_run_status(&run_x.run_id, RunStatus::Running).await?;
 
         // A Running run may not have reached its waitForEvent yet, and an
         // event sent before the wait exists does not resume it: approve
         // again every half second until the run ends.
         let deadline = Deadline::after(WAIT_TIMEOUT);
         let finished = 'resend: loop {
-            env.send_event("e2e/approve", json!({ "id": "x", "by": "bob" }))
-                .await?;
+            env.send_event("e2e/approve", json!({ "id": "x", "by": "bob" })).await?;
             for _ in 0..10 {
                 let run = env.run(&run_x.run_id).await?;
                 if run.status.is_terminal() {
                     break 'resend run;
                 }
-                deadline
-                    .tick()
-                    .await
-                    .context("waiter x was never resumed by e2e/approve {id: x}")?;
+                deadline.tick().await.context("waiter x was never resumed by e2e/approve {id: x}")?;
             }
         };
-        ensure!(
-            finished.status == RunStatus::Completed,
-            "waiter x did not complete: {finished}"
-        );
-        ensure!(
-            finished.output == json!({ "matched": true, "approver": "bob" }),
-            "waiter x output: {finished}"
-        );
+        ensure!(finished.status == RunStatus::Completed, "waiter x did not complete: {finished}");
+        ensure!(finished.output == json!({ "matched": true, "approver": "bob" }), "waiter x output: {finished}");
 
         let run_y = env.wait_run_finished(&y, "waiter").await?;
-        ensure!(
-            run_y.status == RunStatus::Completed,
-            "waiter y did not complete: {run_y}"
-        );
+        ensure!(run_y.status == RunStatus::Completed, "waiter y did not complete: {run_y}");
         ensure!(
             run_y.output == json!({ "matched": false, "approver": null }),
             "approvals for id x must not resume the wait for id y: {run_y}"
@@ -896,22 +1028,11 @@ pub mod scenarios {
     /// `waiter`, timed out: no approval within "2s" ⇒ `{matched: false}`.
     pub async fn wait_timeout(env: &TestEnv) -> Result<()> {
         let started = Instant::now();
-        let run = env
-            .trigger_and_wait("e2e/wait", json!({ "id": "t", "timeout": "2s" }), "waiter")
-            .await?;
+        let run = env.trigger_and_wait("e2e/wait", json!({ "id": "t", "timeout": "2s" }), "waiter").await?;
         let took = started.elapsed();
-        ensure!(
-            run.status == RunStatus::Completed,
-            "waiter did not complete: {run}"
-        );
-        ensure!(
-            run.output == json!({ "matched": false, "approver": null }),
-            "waiter output: {run}"
-        );
-        ensure!(
-            took.as_millis() >= 1900,
-            "wait timed out after {took:?}, before its 2s timeout"
-        );
+        ensure!(run.status == RunStatus::Completed, "waiter did not complete: {run}");
+        ensure!(run.output == json!({ "matched": false, "approver": null }), "waiter output: {run}");
+        ensure!(took.as_millis() >= 1900, "wait timed out after {took:?}, before its 2s timeout");
         Ok(())
     }
 }

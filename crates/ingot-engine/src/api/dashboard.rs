@@ -282,7 +282,7 @@ pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
         "run": run_row(&engine, &run, first_name),
         "function": {"slug": slug, "name": name, "paused": engine.is_paused(slug), "exists": engine.registry.get(slug).is_some()},
         "events": events.iter().map(|e| json!({"id": e.internal_id.to_string(), "name": e.name, "received_at_ms": e.received_at_ms, "payload": e.payload})).collect::<Vec<_>>(),
-        "trace": trace::span_json(&root, &output),
+        "trace": trace::span_json(&root, output),
         "now_ms": engine.clock.now_ms(),
     })))
 }

@@ -317,9 +317,19 @@ impl StreamItem {
     async fn in_batch(&self) -> bool {
         false
     }
+    /// The runs the event started, once each has started (called its app):
+    /// as in Inngest's stream, a run still queued is not listed yet, so a
+    /// test that finds the run and sends the event it waits for does not
+    /// race the run to its `waitForEvent`.
     async fn runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<Option<FunctionRun>>>> {
-        let runs = engine(ctx).store.runs_for_event(self.0.internal_id).await.map_err(internal)?;
-        Ok(Some(runs.into_iter().map(|r| Some(FunctionRun(r))).collect()))
+        let store = &engine(ctx).store;
+        let mut out = Vec::new();
+        for r in store.runs_for_event(self.0.internal_id).await.map_err(internal)? {
+            if r.status().is_terminal() || store.run_history(r.id()).await.map_err(internal)?.iter().any(|h| h.kind == "call") {
+                out.push(Some(FunctionRun(r)));
+            }
+        }
+        Ok(Some(out))
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn run_actions(State(engine): State<Arc<Engine>>, Path(id): Path<Strin
 
 /// What the JS SDK probes to learn it talks to a dev server.
 pub async fn dev_info(State(engine): State<Arc<Engine>>) -> Json<Value> {
-    let functions: Vec<Value> = engine.registry.all().iter().map(|f| f.record.config.clone()).collect();
+    let functions: Vec<Value> = engine.registry.all().iter().map(|f| dev_function(&f.record.config)).collect();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "authed": false,
@@ -72,6 +72,26 @@ pub async fn dev_info(State(engine): State<Arc<Engine>>) -> Json<Value> {
         "isMissingEventKeys": engine.config.event_keys.is_empty(),
         "features": {},
     }))
+}
+
+/// A function as `/dev` lists it: the registered config with `steps` as
+/// an array of `{id, name, uri}`, the shape the SDKs' test helpers parse.
+fn dev_function(config: &Value) -> Value {
+    let mut f = config.clone();
+    if let Some(Value::Object(steps)) = config.get("steps") {
+        let list: Vec<Value> = steps
+            .iter()
+            .map(|(key, s)| {
+                json!({
+                    "id": s.get("id").and_then(Value::as_str).unwrap_or(key),
+                    "name": s.get("name").and_then(Value::as_str).unwrap_or(key),
+                    "uri": s.pointer("/runtime/url").cloned().unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        f["steps"] = Value::Array(list);
+    }
+    f
 }
 
 /// JS v4 checkpointing: steps finished during a running call, memoized now.

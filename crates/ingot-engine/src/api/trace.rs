@@ -204,11 +204,9 @@ fn new_step(id: &str, name: &str, op: SpanOp, at: i64, order: usize) -> StepAcc 
 /// Builds the trace of `run` from its steps and history (sorted by time).
 pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history: &[HistoryRecord]) -> Span {
     let mut acc: HashMap<String, StepAcc> = HashMap::new();
-    let mut seq = 0usize;
     let mut fin: Vec<Attempt> = Vec::new();
     let mut last_call_end: Option<i64> = None;
-    for h in history {
-        seq += 1;
+    for (seq, h) in history.iter().enumerate() {
         match h.kind.as_str() {
             "call" => {
                 let attempt = h.attempt.unwrap_or(0);
@@ -354,6 +352,18 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
     }
     children.sort_by_key(|c| c.order);
     let mut children: Vec<Span> = children.into_iter().map(|c| c.span).collect();
+    // A step memoized without a recorded try (checkpointed by the SDK during
+    // a call) ran at most from the later of the previous step's end and the
+    // start of the call it was reported in, to its memo.
+    let call_starts: Vec<i64> = history.iter().filter(|h| h.kind == "call").map(|h| h.at_ms).collect();
+    let mut cursor = run.started_at_ms;
+    for c in children.iter_mut().filter(|c| c.op == SpanOp::Step) {
+        if let (true, Some(end)) = (c.attempt_list.is_empty() && c.started_at_ms == c.ended_at_ms, c.ended_at_ms) {
+            let call = call_starts.iter().copied().filter(|t| *t <= end).max().unwrap_or(cursor);
+            c.started_at_ms = Some(cursor.max(call).min(end));
+        }
+        cursor = cursor.max(c.ended_at_ms.unwrap_or(cursor));
+    }
 
     // The function's own code after its last step: shown once the run ended
     // by returning or throwing (not while it waits on a step).

@@ -1,0 +1,148 @@
+// Runs: filter by status, function and time range; updates live; bulk cancel.
+
+import { api, subscribe, debounce } from "../api.js";
+import { h, link, badge, when, duration, shortId, empty, pageHead, dialog, toast } from "../ui.js";
+
+const STATUSES = ["", "Running", "Completed", "Failed", "Cancelled"];
+const RANGES = [
+  ["", "Any time"],
+  ["15m", "Last 15 minutes"],
+  ["1h", "Last hour"],
+  ["24h", "Last 24 hours"],
+  ["7d", "Last 7 days"],
+  ["custom", "Custom range…"],
+];
+const RANGE_MS = { "15m": 9e5, "1h": 36e5, "24h": 864e5, "7d": 6048e5 };
+
+function readFilter() {
+  const p = new URLSearchParams(location.search);
+  return { status: p.get("status") || "", function: p.get("function") || "", range: p.get("range") || "", from: p.get("from") || "", until: p.get("until") || "" };
+}
+
+function writeFilter(f) {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(f)) if (v) p.set(k, v);
+  const s = p.toString();
+  history.replaceState(null, "", "/runs" + (s ? "?" + s : ""));
+}
+
+const toMs = (local) => (local ? new Date(local).getTime() : undefined);
+
+/** The API query of a filter: ranges become start bounds in ms. */
+function query(f) {
+  const q = { status: f.status, function: f.function, limit: 100 };
+  if (RANGE_MS[f.range]) q.from = Date.now() - RANGE_MS[f.range];
+  if (f.range === "custom") {
+    q.from = toMs(f.from);
+    q.until = toMs(f.until);
+  }
+  return q;
+}
+
+export function runsTable(rows, { showFunction = true, flash = new Set() } = {}) {
+  if (!rows.length) return empty("No runs yet", "Send an event or invoke a function and its runs appear here, live.");
+  return h("table.list", { "data-testid": "runs-table" },
+    h("thead", h("tr", h("th", "Status"), showFunction ? h("th", "Function") : null, h("th", "Run"), h("th", "Trigger"), h("th", "Started"), h("th.num", "Duration"))),
+    h("tbody", rows.map((r) => {
+      const tr = h("tr.clickable", { "data-run-id": r.run_id, "data-status": r.status, class: flash.has(r.run_id) ? "flash" : "" },
+        h("td", badge(r.status)),
+        showFunction ? h("td", h("strong", r.function_name)) : null,
+        h("td", link(`/runs/${r.run_id}`, h("span.id", { title: r.run_id }, shortId(r.run_id)))),
+        h("td", r.event_name ? h("span.chip.event", r.event_name) : h("span.muted", "—"), r.event_count > 1 ? h("span.muted.small", ` +${r.event_count - 1}`) : null),
+        h("td", when(r.started_at_ms)),
+        h("td.num", { "data-duration-start": r.ended_at_ms ? "" : r.started_at_ms }, duration((r.ended_at_ms || Date.now()) - r.started_at_ms)));
+      tr.addEventListener("click", (e) => {
+        if (e.target.closest("a")) return;
+        window.__ingotNavigate(`/runs/${r.run_id}`);
+      });
+      return tr;
+    })));
+}
+
+function bulkCancel(functions, f) {
+  const q = query(f);
+  const fnSelect = h("select", { name: "function", required: true, "data-testid": "bulk-function" },
+    h("option", { value: "" }, "Choose a function…"),
+    functions.map((fn) => h("option", { value: fn.slug, selected: fn.slug === f.function }, fn.name)));
+  const local = (ms) => (ms ? new Date(ms - new Date().getTimezoneOffset() * 6e4).toISOString().slice(0, 16) : "");
+  const after = h("input", { type: "datetime-local", name: "after", value: local(q.from) });
+  const before = h("input", { type: "datetime-local", name: "before", value: local(q.until) });
+  const cond = h("input", { name: "if", placeholder: "event.data.userId == \"u_123\"", class: "mono" });
+  dialog({
+    title: "Cancel running runs",
+    testid: "bulk-cancel",
+    submitLabel: "Cancel matching runs",
+    fields: () => h("div.grid",
+      h("p.muted", { style: { margin: 0 } }, "Every running run of the function that started in the range (and matches the expression, if given) is cancelled."),
+      h("label.field", h("span", "Function"), fnSelect),
+      h("div.grid.two", h("label.field", h("span", "Started after"), after), h("label.field", h("span", "Started before"), before)),
+      h("label.field", h("span", "Only runs whose event matches (CEL, optional)"), cond)),
+    submit: async () => {
+      if (!fnSelect.value) throw new Error("Choose a function");
+      const body = { function_slug: fnSelect.value };
+      if (after.value) body.started_after = new Date(after.value).toISOString();
+      if (before.value) body.started_before = new Date(before.value).toISOString();
+      if (cond.value.trim()) body.if = cond.value.trim();
+      const out = await api.bulkCancel(body);
+      toast(`Cancelled ${out.cancelled} run${out.cancelled === 1 ? "" : "s"}`);
+    },
+  });
+}
+
+export async function render(main) {
+  const f = readFilter();
+  const functions = await api.functions().catch(() => []);
+  const tableBox = h("div.card-body.flush");
+  const count = h("span.muted.small");
+  let seen = new Map();
+  let first = true;
+
+  const load = async () => {
+    const res = await api.runs(query(f));
+    const flash = new Set();
+    for (const r of res.data) {
+      const prev = seen.get(r.run_id);
+      if (!first && prev !== r.status) flash.add(r.run_id);
+    }
+    seen = new Map(res.data.map((r) => [r.run_id, r.status]));
+    first = false;
+    tableBox.replaceChildren(runsTable(res.data, { flash }));
+    count.textContent = `${res.data.length}${res.has_more ? "+" : ""} run${res.data.length === 1 ? "" : "s"}`;
+  };
+  const refresh = debounce(() => load().catch(() => {}), 150);
+  const change = () => { writeFilter(f); load(); };
+
+  const seg = h("div.segmented", { role: "group", "aria-label": "Status", "data-testid": "status-filter" },
+    STATUSES.map((s) => h("button", { type: "button", class: f.status === s ? "on" : "", "data-status": s || "all",
+      onclick: (e) => {
+        f.status = s;
+        for (const b of seg.children) b.classList.toggle("on", b === e.currentTarget);
+        change();
+      } }, s ? [h(`span.dot.${s}`), s] : "All")));
+  const fnSelect = h("select", { "data-testid": "function-filter", onchange: (e) => { f.function = e.target.value; change(); } },
+    h("option", { value: "" }, "All functions"),
+    functions.map((fn) => h("option", { value: fn.slug, selected: fn.slug === f.function }, fn.name)));
+  const fromInput = h("input", { type: "datetime-local", value: f.from, onchange: (e) => { f.from = e.target.value; change(); } });
+  const untilInput = h("input", { type: "datetime-local", value: f.until, onchange: (e) => { f.until = e.target.value; change(); } });
+  const custom = h("span.actions", { hidden: f.range !== "custom" }, fromInput, h("span.muted", "to"), untilInput);
+  const rangeSelect = h("select", { "data-testid": "range-filter", onchange: (e) => { f.range = e.target.value; custom.hidden = f.range !== "custom"; change(); } },
+    RANGES.map(([v, label]) => h("option", { value: v, selected: v === f.range }, label)));
+
+  main.append(
+    pageHead({
+      title: "Runs",
+      sub: "Every function run, newest first. The list updates by itself.",
+      actions: [h("button.btn.danger", { type: "button", "data-testid": "bulk-cancel-open", onclick: () => bulkCancel(functions, f) }, "Bulk cancel…")],
+    }),
+    h("div.filters", seg, fnSelect, rangeSelect, custom, h("span", { style: { marginLeft: "auto" } }, count)),
+    h("div.card", tableBox));
+  await load();
+  const unsub = subscribe((msg) => { if (msg.type === "run" || msg.type === "resync") refresh(); });
+  const timer = setInterval(() => {
+    for (const td of tableBox.querySelectorAll("[data-duration-start]")) {
+      const start = Number(td.dataset.durationStart);
+      if (start) td.textContent = duration(Date.now() - start);
+    }
+  }, 1000);
+  return () => { unsub(); clearInterval(timer); };
+}
