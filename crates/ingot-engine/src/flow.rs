@@ -65,6 +65,10 @@ impl Engine {
     pub async fn plan_start(self: &Arc<Self>, s: Start<'_>, ops: &mut Vec<WriteOp>) -> anyhow::Result<()> {
         let f = s.function;
         let slug = f.slug().as_str().to_string();
+        if self.is_paused(&slug) {
+            ops.push(WriteOp::Skip(SkipRecord { function: slug, event_id: s.event_id, reason: "function paused".into(), at_ms: s.now }));
+            return Ok(());
+        }
         if let Some(b) = &f.flow.batch {
             let included = match b.if_exp.as_deref().map(str::trim).filter(|x| !x.is_empty()) {
                 Some(src) => ingot_core::expr::eval_bool(src, &[("event", s.payload)]),
