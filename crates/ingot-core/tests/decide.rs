@@ -1046,9 +1046,23 @@ fn a_replanned_step_is_not_called_twice() {
         },
     );
     let r = RunState { planned: set(&[PAR_A]), done: set(&[PAR_A]), ..run_v(5, 1) };
-    assert_decision("V1: a done step re-planned, nothing pending: retried", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![call(CallTarget::Discovery, 1, NOW + 1_000)], |_| {});
+    assert_decision(
+        "V1: a done step re-planned, nothing pending: retried",
+        &r,
+        discovered(json!([js_planned(PAR_A, "par-a")]), v(1)),
+        FIXED_1S,
+        vec![call(CallTarget::Discovery, 1, NOW + 1_000)],
+        |_| {},
+    );
     let r = RunState { done: set(&[PAR_A]), ..run_v(5, 1) };
-    assert_decision("a done step never planned by us: retried", &r, discovered(json!([js_planned(PAR_A, "par-a")]), v(1)), FIXED_1S, vec![call(CallTarget::Discovery, 1, NOW + 1_000)], |_| {});
+    assert_decision(
+        "a done step never planned by us: retried",
+        &r,
+        discovered(json!([js_planned(PAR_A, "par-a")]), v(1)),
+        FIXED_1S,
+        vec![call(CallTarget::Discovery, 1, NOW + 1_000)],
+        |_| {},
+    );
 }
 
 #[test]

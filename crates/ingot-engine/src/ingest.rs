@@ -58,6 +58,7 @@ impl Engine {
     pub async fn plan_events(self: &Arc<Self>, events: Vec<Event>, ids: Option<Vec<EventId>>) -> anyhow::Result<Planned> {
         let now = self.clock.now_ms();
         let mut planned = Planned { ids: Vec::new(), ops: Vec::new() };
+        let mut pauses = std::collections::HashMap::new();
         for (i, mut event) in events.into_iter().enumerate() {
             let internal = ids.as_ref().and_then(|v| v.get(i).copied()).unwrap_or_else(|| EventId(Ulid::new()));
             let user_id = event.id.clone();
@@ -76,7 +77,7 @@ impl Engine {
             })];
             planned.ids.push(internal);
             self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut ops).await?;
-            self.plan_resumes(&event, &payload, &mut ops).await?;
+            self.plan_resumes(&event, &payload, &mut ops, &mut pauses).await?;
             if ids.as_ref().is_some_and(|v| v.get(i).is_some()) {
                 // A seeded id is the same when the SDK retries the send: the
                 // retry must not start the runs or resume the pauses again.
@@ -114,9 +115,20 @@ impl Engine {
         Ok(())
     }
 
-    async fn plan_resumes(&self, event: &Event, payload: &Value, ops: &mut Vec<WriteOp>) -> anyhow::Result<()> {
+    /// `pauses` caches the pauses read per event name within one request.
+    async fn plan_resumes(
+        &self,
+        event: &Event,
+        payload: &Value,
+        ops: &mut Vec<WriteOp>,
+        pauses: &mut std::collections::HashMap<String, Vec<ingot_store::Pause>>,
+    ) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
-        for pause in self.store.pauses_for_event(&event.name).await? {
+        if !pauses.contains_key(&event.name) {
+            let found = self.store.pauses_for_event(&event.name).await?;
+            pauses.insert(event.name.clone(), found);
+        }
+        for pause in pauses[&event.name].clone() {
             if pause.kind == PauseKind::Invoke || pause.expires_at_ms < now {
                 continue;
             }

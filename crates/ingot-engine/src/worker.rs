@@ -135,6 +135,7 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
     }
     let mut guard = None;
     let mut extra = Vec::new();
+    let mut loaded_events: Option<Vec<Value>> = None;
     let mut slots = None;
     let input = match item.work.clone() {
         Work::Call { target, attempt } => {
@@ -153,6 +154,7 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
                 }
                 Some(url) => {
                     let events: Vec<Value> = engine.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+                    loaded_events = Some(events.clone());
                     let steps = engine.store.run_steps(run.id()).await?;
                     let checkpoint = engine.config.checkpointing.then(|| function.as_ref().map(|f| f.record.uuid.clone())).flatten();
                     let qi = item.id.0.clone();
@@ -191,7 +193,10 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
         Work::Cancel => Input::Cancel,
         Work::Debounce { .. } | Work::Batch { .. } | Work::Cron { .. } => unreachable!("handled above"),
     };
-    engine.apply_input(item.run_id, input, Some(item), guard, extra).await?;
+    // The run cannot have changed while this item was leased except through
+    // the API (cancel, checkpoint); the revision guard catches that.
+    let loaded = loaded_events.map(|events| (run, events));
+    engine.apply_input_loaded(item.run_id, input, Some(item), guard, extra, loaded).await?;
     drop(slots);
     Ok(Outcome::Done)
 }
@@ -284,21 +289,41 @@ impl Engine {
         guard: Option<String>,
         extra: Vec<WriteOp>,
     ) -> anyhow::Result<()> {
+        self.apply_input_loaded(run_id, input, item, guard, extra, None).await
+    }
+
+    /// [`Engine::apply_input`] with the run and its events already read (used
+    /// for the first try; a conflict reads them again).
+    async fn apply_input_loaded(
+        self: &Arc<Self>,
+        run_id: RunId,
+        input: Input,
+        item: Option<QueueItem>,
+        guard: Option<String>,
+        extra: Vec<WriteOp>,
+        mut loaded: Option<(ingot_store::RunRecord, Vec<Value>)>,
+    ) -> anyhow::Result<()> {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut ops = Vec::new();
             if let Some(it) = &item {
                 ops.push(WriteOp::Ack(it.id.clone()));
             }
-            let Some(run) = self.store.run(run_id).await? else {
-                self.store.commit(ingot_store::Commit { ops }).await?;
-                return Ok(());
+            let (run, events) = match loaded.take() {
+                Some(l) => l,
+                None => {
+                    let Some(run) = self.store.run(run_id).await? else {
+                        self.store.commit(ingot_store::Commit { ops }).await?;
+                        return Ok(());
+                    };
+                    let events = self.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+                    (run, events)
+                }
             };
             if run.status().is_terminal() {
                 ops.extend(extra);
                 self.store.commit(ingot_store::Commit { ops }).await?;
                 return Ok(());
             }
-            let events: Vec<Value> = self.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
             let policy =
                 Policy { retry: self.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
             let mut decision = decide(&run.state, input.clone(), self.clock.now_ms(), policy);

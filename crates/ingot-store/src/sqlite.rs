@@ -98,7 +98,7 @@ async fn writer(
             }
         }
         if !commits.is_empty() {
-            let results = commit_group(&mut conn, &commits).await;
+            let results = commit_group_fast(&mut conn, &commits).await;
             let mut enqueued = false;
             let mut acked = Vec::new();
             for ((commit, _), r) in commits.iter().zip(&results) {
@@ -144,6 +144,36 @@ fn flatten(ops: &[WriteOp]) -> Vec<&WriteOp> {
         }
     }
     out
+}
+
+/// Applies a group of commits in one transaction. The common case (every
+/// commit applies) costs one BEGIN/COMMIT; if any commit fails, the group is
+/// redone with a savepoint per commit so only that one fails.
+async fn commit_group_fast(
+    conn: &mut SqliteConnection,
+    commits: &[(Commit, oneshot::Sender<Result<CommitOutcome>>)],
+) -> Vec<Result<CommitOutcome>> {
+    let mut tx = match Connection::begin(&mut *conn).await {
+        Ok(tx) => tx,
+        Err(e) => return commits.iter().map(|_| Err(unavailable_ref(&e))).collect(),
+    };
+    let mut outs = Vec::with_capacity(commits.len());
+    for (commit, _) in commits {
+        match apply_all(&mut tx, commit.ops.clone()).await {
+            Ok(out) => outs.push(Ok(out)),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                if commits.len() == 1 {
+                    return vec![Err(e)];
+                }
+                return commit_group(conn, commits).await;
+            }
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => outs,
+        Err(e) => commits.iter().map(|_| Err(unavailable_ref(&e))).collect(),
+    }
 }
 
 async fn commit_group(
@@ -856,11 +886,21 @@ impl Store for SqliteStore {
     }
 
     async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(e) = self.event(*id).await? {
-                out.push(e);
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT * FROM events WHERE internal_id IN ({marks})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.to_string());
             }
+            let rows = q.fetch_all(&self.read).await.map_err(unavailable)?;
+            let mut found: std::collections::HashMap<EventId, StoredEvent> =
+                rows.iter().map(event_row).collect::<Result<Vec<_>>>()?.into_iter().map(|e| (e.internal_id, e)).collect();
+            out.extend(chunk.iter().filter_map(|id| found.remove(id)));
         }
         Ok(out)
     }

@@ -653,7 +653,9 @@ fn app_command(sdk: Sdk, app: &TestApp, port: u16, engine_base: &str, e2e_log: &
         Sdk::Rust => {
             // The calling test binary serves the app in its test `app.file`.
             let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
-            cmd.args(["--exact", app.file, "--ignored", "--nocapture", "--test-threads", "1"]).current_dir(&root);
+            cmd.args(["--exact", app.file, "--ignored", "--nocapture", "--test-threads", "1"])
+                .current_dir(&root)
+                .env("INGOT_E2E_RUST_APP", "1");
             cmd
         }
     };

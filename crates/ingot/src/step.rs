@@ -1,0 +1,281 @@
+//! Step tools (`ctx.step`): durable units of work whose results the engine
+//! memoizes, so each runs once per run however often the function is
+//! re-entered.
+//!
+//! Every tool takes an id unique within the function (repeats get `:1`,
+//! `:2`, ... suffixes, as in the official SDKs). Steps that are not done
+//! yet suspend the function; awaiting several at once (`futures::join!`,
+//! `tokio::join!`, `join_all`) runs them in parallel, each in its own call.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ingot_protocol::timestr::format_duration;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::event::{AnyEvent, Event, EventId, EventType, IntoEvents, ReceivedEvent};
+use crate::exec::{Exec, Memo, Registration, StepKind};
+
+/// The step tools of one call; `ctx.step`.
+#[derive(Clone)]
+pub struct Step {
+    exec: Arc<Exec>,
+    client: Client,
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step").finish_non_exhaustive()
+    }
+}
+
+/// Options of [`Step::wait_for_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitOpts {
+    /// How long to wait before giving up (the step then returns `None`).
+    pub timeout: Duration,
+    /// A CEL expression that the awaited event must satisfy; `event` is the
+    /// run's triggering event, `async` the candidate.
+    pub if_exp: Option<String>,
+}
+
+impl WaitOpts {
+    /// Waits up to `timeout` for any event of the type.
+    pub fn new(timeout: Duration) -> WaitOpts {
+        WaitOpts { timeout, if_exp: None }
+    }
+
+    /// Only an event for which this expression is true.
+    pub fn if_exp(mut self, expr: impl Into<String>) -> WaitOpts {
+        self.if_exp = Some(expr.into());
+        self
+    }
+
+    /// Only an event whose `field` (e.g. `"data.order_id"`) equals the
+    /// triggering event's: `event.<field> == async.<field>`.
+    pub fn match_field(self, field: &str) -> WaitOpts {
+        self.if_exp(format!("event.{field} == async.{field}"))
+    }
+}
+
+/// A function to invoke: typed by the event payload it takes (`P`) and the
+/// output it returns (`T`).
+#[derive(Debug)]
+pub struct FunctionRef<P: EventType = AnyEvent, T = Value> {
+    app_id: Option<String>,
+    function_id: String,
+    _types: PhantomData<fn(P) -> T>,
+}
+
+impl<P: EventType, T> Clone for FunctionRef<P, T> {
+    fn clone(&self) -> Self {
+        FunctionRef { app_id: self.app_id.clone(), function_id: self.function_id.clone(), _types: PhantomData }
+    }
+}
+
+impl<P: EventType, T: DeserializeOwned> FunctionRef<P, T> {
+    /// A function of this app, by its id.
+    pub fn new(function_id: impl Into<String>) -> Self {
+        FunctionRef { app_id: None, function_id: function_id.into(), _types: PhantomData }
+    }
+
+    /// A function of another app.
+    pub fn in_app(app_id: impl Into<String>, function_id: impl Into<String>) -> Self {
+        FunctionRef { app_id: Some(app_id.into()), function_id: function_id.into(), _types: PhantomData }
+    }
+
+    /// The composite id the engine knows it by.
+    fn composite(&self, client: &Client) -> String {
+        let app = self.app_id.as_deref().unwrap_or(client.app_id());
+        format!("{app}-{}", self.function_id)
+    }
+}
+
+fn typed<T: DeserializeOwned>(step: &str, value: Value) -> Result<T, Error> {
+    serde_json::from_value(value)
+        .map_err(|e| Error::non_retriable(format!("the result of step {step:?} does not fit {}: {e}", std::any::type_name::<T>())))
+}
+
+fn nested(step: &str, inside: &str) -> Error {
+    Error::non_retriable(format!("step {step:?} was called inside the body of step {inside:?}; steps cannot be nested"))
+}
+
+impl Step {
+    pub(crate) fn new(exec: Arc<Exec>, client: Client) -> Step {
+        Step { exec, client }
+    }
+
+    /// A step that runs a body and stores its result. When memoized, the
+    /// body is skipped and the stored result returned (a stored failure is
+    /// returned as [`Error::Step`]).
+    ///
+    /// An error from the body is retried with backoff (each step has its
+    /// own attempts), unless it is [`Error::NonRetriable`].
+    pub fn run<'a, T, F, Fut>(&'a self, id: &str, body: F) -> impl Future<Output = Result<T, Error>> + Send + 'a
+    where
+        T: Serialize + DeserializeOwned + Send + 'a,
+        F: FnOnce() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, Error>> + Send + 'a,
+    {
+        let kind = StepKind::Run { name: id.to_string(), opts: json!({}) };
+        let reg = self.exec.register(id, kind);
+        self.run_body(id.to_string(), reg, async move {
+            let out = body().await?;
+            serde_json::to_value(out).map_err(|e| Error::non_retriable(format!("the step's result cannot be serialized: {e}")))
+        })
+    }
+
+    /// Resolves a step with a body: from its memo, or by running it when the
+    /// driver chooses it.
+    fn run_body<'a, T, Fut>(&'a self, id: String, reg: Registration, body: Fut) -> impl Future<Output = Result<T, Error>> + Send + 'a
+    where
+        T: DeserializeOwned + Send + 'a,
+        Fut: Future<Output = Result<Value, Error>> + Send + 'a,
+    {
+        let exec = self.exec.clone();
+        async move {
+            let hashed = match reg {
+                Registration::Memoized(Memo::Data(v)) => return typed(&id, v),
+                Registration::Memoized(Memo::Error(e)) => return Err(Error::Step(e)),
+                Registration::Nested { inside } => return Err(nested(&id, &inside)),
+                Registration::New(h) => h,
+            };
+            futures::future::poll_fn(|cx| exec.poll_turn(&hashed, cx)).await;
+            let span = tracing::info_span!("step", step_id = %id, op = "StepRun");
+            let result = tracing::Instrument::instrument(body, span).await;
+            if let Err(e) = &result {
+                tracing::info!(step_id = %id, error = %e, "step failed");
+            }
+            exec.finish(&hashed, result);
+            // The call ends with this step's result; the function does not
+            // go further in this call.
+            std::future::pending().await
+        }
+    }
+
+    /// Resolves a step the engine carries out (sleep, wait, invoke).
+    fn engine_step(&self, id: &str, kind: StepKind) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        let reg = self.exec.register(id, kind);
+        let id = id.to_string();
+        async move {
+            match reg {
+                Registration::Memoized(Memo::Data(v)) => Ok(v),
+                Registration::Memoized(Memo::Error(e)) => Err(Error::Step(e)),
+                Registration::Nested { inside } => Err(nested(&id, &inside)),
+                // Suspended: the engine resumes the run in a later call.
+                Registration::New(_) => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Pauses the run for `duration` (the engine wakes it; nothing runs
+    /// meanwhile).
+    pub fn sleep(&self, id: &str, duration: Duration) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let fut = self.engine_step(id, StepKind::Sleep { name: format_duration(duration) });
+        async move { fut.await.map(|_| ()) }
+    }
+
+    /// Pauses the run until `at`.
+    pub fn sleep_until(&self, id: &str, at: DateTime<Utc>) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let fut = self.engine_step(id, StepKind::Sleep { name: at.to_rfc3339_opts(SecondsFormat::Millis, true) });
+        async move { fut.await.map(|_| ()) }
+    }
+
+    /// Waits for an event of type `E`; `None` when the timeout passes first.
+    pub fn wait_for_event<E: Event>(
+        &self,
+        id: &str,
+        opts: WaitOpts,
+    ) -> impl Future<Output = Result<Option<ReceivedEvent<E::Data>>, Error>> + Send + 'static {
+        self.wait_for::<E::Data>(id, E::NAME, opts, true)
+    }
+
+    /// Waits for an event by name, read as JSON.
+    pub fn wait_for_event_name(
+        &self,
+        id: &str,
+        name: &str,
+        opts: WaitOpts,
+    ) -> impl Future<Output = Result<Option<ReceivedEvent<Value>>, Error>> + Send + 'static {
+        self.wait_for::<Value>(id, name, opts, false)
+    }
+
+    fn wait_for<D: DeserializeOwned + Send + 'static>(
+        &self,
+        id: &str,
+        name: &str,
+        opts: WaitOpts,
+        typed_payload: bool,
+    ) -> impl Future<Output = Result<Option<ReceivedEvent<D>>, Error>> + Send + 'static {
+        let mut o = Map::new();
+        o.insert("timeout".into(), json!(format_duration(opts.timeout)));
+        if let Some(expr) = opts.if_exp {
+            o.insert("if".into(), json!(expr));
+        }
+        let fut = self.engine_step(id, StepKind::WaitForEvent { event: name.to_string(), opts: Value::Object(o) });
+        let id = id.to_string();
+        async move {
+            match fut.await? {
+                Value::Null => Ok(None),
+                event => ReceivedEvent::from_json(event, typed_payload)
+                    .map(Some)
+                    .map_err(|e| Error::non_retriable(format!("the event awaited by step {id:?} does not fit its type: {e}"))),
+            }
+        }
+    }
+
+    /// Invokes another function with `data` and returns its output. A
+    /// failure of the invoked function (or a timeout, default one year) is
+    /// returned as [`Error::Step`].
+    pub fn invoke<P: EventType, T: DeserializeOwned + Send + 'static>(
+        &self,
+        id: &str,
+        function: &FunctionRef<P, T>,
+        data: P::Data,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'static {
+        let payload = serde_json::to_value(&data);
+        let mut opts = Map::new();
+        opts.insert("function_id".into(), json!(function.composite(&self.client)));
+        if let Some(t) = timeout {
+            opts.insert("timeout".into(), json!(format_duration(t)));
+        }
+        let ready = payload.map(|data| {
+            opts.insert("payload".into(), json!({ "data": data }));
+            self.engine_step(id, StepKind::Invoke { opts: Value::Object(opts) })
+        });
+        let id = id.to_string();
+        async move {
+            let fut = ready.map_err(|e| Error::non_retriable(format!("the payload of step {id:?} cannot be serialized: {e}")))?;
+            typed(&id, fut.await?)
+        }
+    }
+
+    /// Sends events from inside the run, as a step (so they are sent once).
+    /// Returns the events' ids.
+    pub fn send_event<'a>(&'a self, id: &str, events: impl IntoEvents) -> impl Future<Output = Result<Vec<EventId>, Error>> + Send + 'a {
+        let events = events.into_events();
+        let kind = StepKind::Run { name: "sendEvent".to_string(), opts: json!({"type": "step.sendEvent"}) };
+        let reg = self.exec.register(id, kind);
+        let client = self.client.clone();
+        let body = async move {
+            let events = events.map_err(|e| Error::non_retriable(format!("an event cannot be serialized: {e}")))?;
+            let ids = client.send_json(&events).await?;
+            Ok(json!({ "ids": ids }))
+        };
+        let step = self.run_body::<Value, _>(id.to_string(), reg, body);
+        async move {
+            // JS stores `{ids: [...]}`, Python a bare list of ids.
+            let v = step.await?;
+            let ids = v.get("ids").cloned().unwrap_or(v);
+            typed("sendEvent", ids)
+        }
+    }
+}
