@@ -18,15 +18,21 @@ pub struct Gcra {
     pub new_tat_ms: i64,
 }
 
-/// Generic cell rate algorithm: `limit` per `period_ms`, with `burst` extra
-/// slots. `tat_ms` is the stored theoretical arrival time (None: fresh key).
+/// Generic cell rate algorithm, as Inngest's throttle: `burst + 1` may start
+/// at once, then one every `period_ms / limit`. `tat_ms` is the stored
+/// theoretical arrival time (None: a fresh key).
 pub fn gcra(tat_ms: Option<i64>, now_ms: i64, limit: u32, period_ms: i64, burst: u32) -> Gcra {
     let limit = limit.max(1) as i64;
     let interval = (period_ms.max(1) / limit).max(1);
-    let tolerance = interval * (limit - 1 + burst as i64);
+    let tolerance = interval * burst as i64;
     let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
     let earliest = (tat - tolerance).max(now_ms);
     Gcra { earliest_ms: earliest, new_tat_ms: tat.max(earliest) + interval }
+}
+
+/// A rate limit is a GCRA whose burst is a tenth of the limit, as Inngest's.
+pub fn rate_limit_gcra(tat_ms: Option<i64>, now_ms: i64, limit: u32, period_ms: i64) -> Gcra {
+    gcra(tat_ms, now_ms, limit, period_ms, limit / 10)
 }
 
 /// When a debounced function fires: `period` after the last event, but never
@@ -124,7 +130,7 @@ mod tests {
         arrivals
             .iter()
             .map(|&t| {
-                let g = gcra(tat, t, limit, period, 0);
+                let g = rate_limit_gcra(tat, t, limit, period);
                 if g.earliest_ms <= t {
                     tat = Some(g.new_tat_ms);
                     true
@@ -139,8 +145,10 @@ mod tests {
     fn throttle_spreads_starts_and_drops_none() {
         // 1 per second: five simultaneous arrivals start a second apart.
         assert_eq!(throttle_starts(&[0, 0, 0, 0, 0], 1, 1000, 0), vec![0, 1000, 2000, 3000, 4000]);
-        // 2 per second: two at once, then one every 500 ms.
-        assert_eq!(throttle_starts(&[0, 0, 0, 0], 2, 1000, 0), vec![0, 0, 500, 1000]);
+        // 2 per second: one at once, then one every 500 ms (Inngest lets burst + 1 start at once).
+        assert_eq!(throttle_starts(&[0, 0, 0, 0], 2, 1000, 0), vec![0, 500, 1000, 1500]);
+        // 10 per second with a burst of 2: three at once, then one every 100 ms.
+        assert_eq!(throttle_starts(&[0, 0, 0, 0, 0], 10, 1000, 2), vec![0, 0, 0, 100, 200]);
         // A burst of 1 lets one more start at once.
         assert_eq!(throttle_starts(&[0, 0, 0], 1, 1000, 1), vec![0, 0, 1000]);
         // Arrivals slower than the limit are never delayed.
@@ -150,8 +158,11 @@ mod tests {
     #[test]
     fn rate_limit_skips_the_excess() {
         assert_eq!(rate_limit_accepts(&[0, 10, 20, 1000], 1, 1000), vec![true, false, false, true]);
-        assert_eq!(rate_limit_accepts(&[0, 0, 0, 0], 2, 1000), vec![true, true, false, false]);
-        assert_eq!(rate_limit_accepts(&[0, 0, 600], 2, 1000), vec![true, true, true]);
+        // 2 per second: one every 500 ms (the burst is a tenth of the limit).
+        assert_eq!(rate_limit_accepts(&[0, 0, 0, 0], 2, 1000), vec![true, false, false, false]);
+        assert_eq!(rate_limit_accepts(&[0, 0, 600], 2, 1000), vec![true, false, true]);
+        // 20 per second: a burst of 2, so three at once.
+        assert_eq!(rate_limit_accepts(&[0, 0, 0, 0], 20, 1000), vec![true, true, true, false]);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Engine {
     pub clock: Clock,
     pub http: reqwest::Client,
     pub limiter: limiter::Limiter,
+    /// Runs with a start timeout whose first call has been sent (they have started).
+    pub(crate) started: std::sync::Mutex<std::collections::HashSet<ingot_core::RunId>>,
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) sync_state: sync::SyncState,
     /// Change notices for live views (`GET /v1/stream`).
@@ -54,6 +56,7 @@ impl Engine {
             store,
             registry: registry::Registry::default(),
             limiter: limiter::Limiter::default(),
+            started: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(workers)),
             clock,
             http,

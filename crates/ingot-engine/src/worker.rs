@@ -146,6 +146,10 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
                 slots = Some(Held { engine: engine.clone(), keys: run.state.concurrency.clone() });
             }
             let function = engine.registry.get(run.state.function.as_str());
+            let first_call = run.state.version == -1 && run.state.done.is_empty();
+            if first_call && function.as_ref().is_some_and(|f| f.flow.timeouts.as_ref().is_some_and(|t| t.start.is_some())) {
+                engine.started.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id());
+            }
             match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
                 None => {
                     let error = json!({"name": "FunctionNotFoundError", "message": format!("function {} is not synced (or has no HTTP URL)", run.state.function)});
@@ -185,7 +189,8 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
             }
         }
         Work::StartTimeout => {
-            if run.state.version != -1 || !run.state.done.is_empty() {
+            let sent = engine.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
+            if sent || run.state.version != -1 || !run.state.done.is_empty() {
                 return ack(&engine, &item).await;
             }
             Input::Cancel

@@ -264,7 +264,7 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
                     }
                 }
                 Guard::RateLimit { name, now_ms, limit, period_ms } => {
-                    let g = ingot_core::flow::gcra(inner.limiters.get(&name).copied(), now_ms, limit, period_ms, 0);
+                    let g = ingot_core::flow::rate_limit_gcra(inner.limiters.get(&name).copied(), now_ms, limit, period_ms);
                     if g.earliest_ms <= now_ms {
                         inner.limiters.insert(name, g.new_tat_ms);
                         true
