@@ -125,7 +125,7 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
     match item.work.clone() {
         Work::Debounce { function, key } => return engine.fire_debounce(&item, &function, &key).await,
         Work::Batch { function, .. } => return engine.fire_batch(&item, &function).await,
-        Work::Cron { function, cron } => return engine.fire_cron(&item, &function, &cron).await,
+        Work::Cron { function, cron, scheduled_ms } => return engine.fire_cron(&item, &function, &cron, scheduled_ms).await,
         _ => {}
     }
     let Some(run) = engine.store.run(item.run_id).await? else { return ack(&engine, &item).await };
@@ -230,12 +230,13 @@ impl Engine {
         Ok(if out.guards_passed == [true] { Outcome::Done } else { Outcome::Release })
     }
 
-    async fn fire_cron(self: &Arc<Self>, item: &QueueItem, function: &str, cron: &str) -> anyhow::Result<Outcome> {
+    async fn fire_cron(self: &Arc<Self>, item: &QueueItem, function: &str, cron: &str, scheduled_ms: i64) -> anyhow::Result<Outcome> {
         let f = self.registry.get(function);
         let Some(f) = f.filter(|f| f.config.triggers.iter().any(|t| t.cron.as_deref() == Some(cron))) else { return ack(self, item).await };
         let Ok(schedule) = crate::cron::Schedule::parse(cron) else { return ack(self, item).await };
         let now = self.clock.now_ms();
-        let scheduled = item.available_at_ms;
+        // Items queued before ticks carried their time: due time = scheduled time.
+        let scheduled = if scheduled_ms > 0 { scheduled_ms } else { item.available_at_ms };
         let event = crate::cron::timer_event(cron, scheduled, now);
         let event = ingot_protocol::Event::from_user_json(event, true).map_err(|e| anyhow::anyhow!("timer event: {e}"))?;
         let internal = EventId(Ulid::new());
@@ -259,7 +260,7 @@ impl Engine {
         };
         self.plan_start(start, &mut ops).await?;
         if let Some(next) = schedule.next_after(now.max(scheduled)) {
-            ops.push(cron_item(function, cron, next));
+            ops.push(cron_item(function, cron, next, cron_jitter(&f, cron, next)));
         }
         self.store.commit(Commit { ops }).await?;
         Ok(Outcome::Done)
@@ -272,7 +273,7 @@ impl Engine {
         for f in self.registry.all() {
             for cron in f.config.triggers.iter().filter_map(|t| t.cron.as_deref()) {
                 if let Some(next) = crate::cron::Schedule::parse(cron).ok().and_then(|s| s.next_after(now)) {
-                    ops.push(cron_item(f.slug().as_str(), cron, next));
+                    ops.push(cron_item(f.slug().as_str(), cron, next, cron_jitter(&f, cron, next)));
                 }
             }
         }
@@ -410,12 +411,28 @@ pub fn call_history(run_id: RunId, now: i64, target: &str, attempt: u32, outcome
 }
 
 /// The queue item of a cron tick: one per function and expression.
-fn cron_item(function: &str, cron: &str, at: i64) -> WriteOp {
+/// The trigger's `jitter` for the tick scheduled at `at`: deterministic, below the
+/// configured maximum (Inngest allows 1 s to 5 m).
+fn cron_jitter(f: &crate::registry::Function, cron: &str, at: i64) -> i64 {
+    let max = f
+        .config
+        .triggers
+        .iter()
+        .find(|t| t.cron.as_deref() == Some(cron))
+        .and_then(|t| t.jitter.as_deref())
+        .and_then(|j| ingot_protocol::timestr::parse_duration(j).ok())
+        .map(|d| (d.as_millis() as i64).min(300_000))
+        .unwrap_or(0);
+    crate::cron::jitter_ms(f.slug().as_str(), at, max)
+}
+
+/// `at` is the scheduled time; the item falls due `jitter_ms` later.
+fn cron_item(function: &str, cron: &str, at: i64, jitter_ms: i64) -> WriteOp {
     WriteOp::Enqueue(QueueItem {
         id: QueueItemId(Ulid::new().to_string()),
         run_id: RunId(Ulid::new()),
-        work: Work::Cron { function: function.to_string(), cron: cron.to_string() },
-        available_at_ms: at,
+        work: Work::Cron { function: function.to_string(), cron: cron.to_string(), scheduled_ms: at },
+        available_at_ms: at + jitter_ms,
         dedupe: Some(format!("cron:{function}:{cron}")),
     })
 }

@@ -113,7 +113,12 @@ pub enum Work {
     /// A batch is full or timed out: start its run.
     Batch { function: String, key: String },
     /// A cron tick: start a run (the item's run id) and schedule the next tick.
-    Cron { function: String, cron: String },
+    Cron {
+        function: String,
+        cron: String,
+        /// The tick's scheduled time; the item may be due later (trigger jitter).
+        scheduled_ms: i64,
+    },
 }
 
 /// A unit of later work.
@@ -368,7 +373,7 @@ pub fn work_to_json(w: &Work) -> Value {
         Work::StartTimeout => json!({"t":"start_timeout"}),
         Work::Debounce { function, key } => json!({"t":"debounce","function":function,"key":key}),
         Work::Batch { function, key } => json!({"t":"batch","function":function,"key":key}),
-        Work::Cron { function, cron } => json!({"t":"cron","function":function,"cron":cron}),
+        Work::Cron { function, cron, scheduled_ms } => json!({"t":"cron","function":function,"cron":cron,"scheduled_ms":scheduled_ms}),
     }
 }
 
@@ -394,7 +399,11 @@ pub fn work_from_json(v: &Value) -> Result<Work, crate::StoreError> {
         Some("start_timeout") => Work::StartTimeout,
         Some("debounce") => Work::Debounce { function: s("function")?, key: s("key")? },
         Some("batch") => Work::Batch { function: s("function")?, key: s("key")? },
-        Some("cron") => Work::Cron { function: s("function")?, cron: s("cron")? },
+        Some("cron") => Work::Cron {
+            function: s("function")?,
+            cron: s("cron")?,
+            scheduled_ms: v.get("scheduled_ms").and_then(Value::as_i64).unwrap_or(0),
+        },
         _ => return Err(crate::StoreError::Corrupt(format!("unknown work {v}"))),
     })
 }
