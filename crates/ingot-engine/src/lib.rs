@@ -65,6 +65,7 @@ impl Engine {
             shutdown,
         });
         engine.registry.reload(engine.store.as_ref()).await?;
+        *engine.paused.write().unwrap_or_else(|e| e.into_inner()) = engine.store.paused_functions().await?.into_iter().collect();
         Ok(engine)
     }
 
@@ -85,14 +86,12 @@ impl Engine {
         self.paused.read().unwrap_or_else(|e| e.into_inner()).contains(slug)
     }
 
-    /// Pauses or resumes a function; returns whether that changed anything.
-    pub fn set_paused(&self, slug: &str, paused: bool) -> bool {
+    /// Pauses or resumes a function, durably; returns whether that changed anything.
+    pub async fn set_paused(&self, slug: &str, paused: bool) -> Result<bool, ingot_store::StoreError> {
+        let op = ingot_store::WriteOp::SetPaused { slug: slug.to_string(), paused };
+        self.store.commit(ingot_store::Commit { ops: vec![op] }).await?;
         let mut set = self.paused.write().unwrap_or_else(|e| e.into_inner());
-        if paused {
-            set.insert(slug.to_string())
-        } else {
-            set.remove(slug)
-        }
+        Ok(if paused { set.insert(slug.to_string()) } else { set.remove(slug) })
     }
 
     /// The HTTP API.

@@ -44,6 +44,16 @@ pub async fn run_all(store: &dyn Store) {
     batches_fill_and_are_taken_once(store).await;
     singletons_hold_while_running(store).await;
     retention_deletes_only_old_finished_work(store).await;
+    paused_functions_are_kept(store).await;
+}
+
+async fn paused_functions_are_kept(store: &dyn Store) {
+    let set = |paused| Commit { ops: vec![WriteOp::SetPaused { slug: "conf-app-p".into(), paused }] };
+    store.commit(set(true)).await.unwrap();
+    store.commit(set(true)).await.unwrap();
+    assert!(store.paused_functions().await.unwrap().contains(&"conf-app-p".to_string()));
+    store.commit(set(false)).await.unwrap();
+    assert!(!store.paused_functions().await.unwrap().contains(&"conf-app-p".to_string()));
 }
 
 async fn retention_deletes_only_old_finished_work(store: &dyn Store) {

@@ -82,6 +82,8 @@ pub trait Store: Send + Sync + 'static {
     /// The batch of `(function, key)` that `run_id` will process.
     async fn batch(&self, run_id: RunId) -> Result<Option<BatchRecord>>;
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>>;
+    /// Functions paused from the dashboard or API.
+    async fn paused_functions(&self) -> Result<Vec<String>>;
     /// The run holding a singleton key, if any.
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>>;
 }

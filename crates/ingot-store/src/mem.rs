@@ -31,6 +31,7 @@ struct Inner {
     open_batches: HashMap<(String, String), RunId>,
     skips: Vec<SkipRecord>,
     singletons: HashMap<(String, String), RunId>,
+    paused: std::collections::BTreeSet<String>,
 }
 
 fn put_item(inner: &mut Inner, item: QueueItem, enqueued: &mut bool) {
@@ -247,6 +248,13 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             inner.keys.retain(|_, exp| *exp > before_ms);
             inner.skips.retain(|s| s.at_ms >= before_ms);
         }
+        WriteOp::SetPaused { slug, paused } => {
+            if paused {
+                inner.paused.insert(slug);
+            } else {
+                inner.paused.remove(&slug);
+            }
+        }
         WriteOp::SetSingleton { scope, key, run_id } => {
             inner.singletons.insert((scope, key), run_id);
         }
@@ -451,6 +459,10 @@ impl Store for MemStore {
         let inner = self.lock();
         let limit = if limit == 0 { usize::MAX } else { limit };
         Ok(inner.skips.iter().rev().filter(|s| function.is_none_or(|f| s.function == f)).take(limit).cloned().collect())
+    }
+
+    async fn paused_functions(&self) -> Result<Vec<String>> {
+        Ok(self.lock().paused.iter().cloned().collect())
     }
 
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>> {

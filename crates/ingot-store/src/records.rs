@@ -267,6 +267,11 @@ pub enum WriteOp {
     },
     /// Records that an event did not start a function, and why.
     Skip(SkipRecord),
+    /// Pauses (no new runs) or resumes a function.
+    SetPaused {
+        slug: String,
+        paused: bool,
+    },
     /// Makes `run_id` the holder of a singleton key, whoever held it.
     SetSingleton {
         scope: String,

@@ -39,6 +39,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_init.sql", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "0002_flow_control.sql", include_str!("../migrations/sqlite/0002_flow_control.sql")),
+    (3, "0003_paused_functions.sql", include_str!("../migrations/sqlite/0003_paused_functions.sql")),
 ];
 
 enum Request {
@@ -503,6 +504,13 @@ fn apply_all(conn: &Connection, ops: &[WriteOp]) -> Result<CommitOutcome> {
                 )?;
                 if full {
                     exec(conn, "UPDATE queue SET available_at_ms = ? WHERE id = ?", params![now_ms, format!("batch:{rid}")])?;
+                }
+            }
+            WriteOp::SetPaused { slug, paused } => {
+                if *paused {
+                    exec(conn, "INSERT OR IGNORE INTO paused_functions (slug) VALUES (?)", params![slug])?;
+                } else {
+                    exec(conn, "DELETE FROM paused_functions WHERE slug = ?", params![slug])?;
                 }
             }
             WriteOp::SetSingleton { scope, key, run_id } => {
@@ -1046,6 +1054,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn paused_functions(&self) -> Result<Vec<String>> {
+        self.read(move |conn| query_all(conn, "SELECT slug FROM paused_functions ORDER BY slug", params![], |r| col(r, "slug"))).await
+    }
+
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>> {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.read(move |conn| {
@@ -1087,7 +1099,8 @@ mod tests {
         let path = dir.path().join("ingot.db");
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
-            for (_, _, sql) in MIGRATIONS {
+            // The sqlx-based store only ever had the first two migrations.
+            for (_, _, sql) in &MIGRATIONS[..2] {
                 conn.execute_batch(sql).unwrap();
             }
             conn.execute_batch(

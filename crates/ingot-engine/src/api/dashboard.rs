@@ -228,7 +228,7 @@ fn known_function(engine: &Engine, slug: &str) -> Result<(), ApiError> {
 /// `POST /v1/functions/{slug}/pause`: the function starts no new runs.
 pub async fn pause(State(engine): State<Arc<Engine>>, Path(slug): Path<String>) -> Result<Json<Value>, ApiError> {
     known_function(&engine, &slug)?;
-    let changed = engine.set_paused(&slug, true);
+    let changed = engine.set_paused(&slug, true).await?;
     engine.live.publish(json!({"type": "function", "slug": slug, "paused": true}));
     Ok(Json(json!({"slug": slug, "paused": true, "changed": changed})))
 }
@@ -236,7 +236,7 @@ pub async fn pause(State(engine): State<Arc<Engine>>, Path(slug): Path<String>) 
 /// `POST /v1/functions/{slug}/resume`.
 pub async fn resume(State(engine): State<Arc<Engine>>, Path(slug): Path<String>) -> Result<Json<Value>, ApiError> {
     known_function(&engine, &slug)?;
-    let changed = engine.set_paused(&slug, false);
+    let changed = engine.set_paused(&slug, false).await?;
     engine.live.publish(json!({"type": "function", "slug": slug, "paused": false}));
     Ok(Json(json!({"slug": slug, "paused": false, "changed": changed})))
 }

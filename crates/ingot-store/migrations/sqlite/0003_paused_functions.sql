@@ -1,0 +1,3 @@
+CREATE TABLE paused_functions (
+    slug TEXT PRIMARY KEY
+);
