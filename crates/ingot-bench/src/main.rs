@@ -38,7 +38,7 @@ struct Args {
     /// Directory for the databases (a fresh temp dir is made inside it).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, ingest.
+    /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency, ingest.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The engine's worker count (most SDK calls in flight); default as `EngineConfig::dev()`.
@@ -180,7 +180,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.wants("throughput") {
         println!();
         println!("[3] Throughput, many runs in flight (bench-steps3)");
-        throughput(&bench, &counts).await?;
+        throughput(&bench, &counts, "bench-steps3", "bench/steps3").await?;
+    }
+    if args.wants("concurrency") {
+        println!();
+        println!(
+            "[3b] Throughput with a keyed concurrency limit (bench-steps3-conc: limit {} per event.data.k, {} keys)",
+            sdk::CONC_LIMIT,
+            sdk::CONC_KEYS
+        );
+        throughput(&bench, &counts, "bench-steps3-conc", "bench/steps3-conc").await?;
     }
     if args.wants("ingest") {
         println!();
@@ -217,7 +226,9 @@ async fn register(b: &Bench) -> anyhow::Result<()> {
     let functions: Vec<Value> = FUNCTIONS
         .iter()
         .map(|(id, event, steps)| {
+            let concurrency = if id.ends_with("-conc") { json!([{"limit": sdk::CONC_LIMIT, "key": "event.data.k"}]) } else { Value::Null };
             json!({
+                "concurrency": concurrency,
                 "id": id,
                 "name": format!("bench {steps} steps"),
                 "triggers": [{"event": event}],
@@ -509,15 +520,16 @@ async fn latency_steps(b: &Bench, c: &Counts) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(b: &Bench, c: &Counts) -> anyhow::Result<()> {
-    let function = "bench-steps3";
+async fn throughput(b: &Bench, c: &Counts, function: &str, event: &str) -> anyhow::Result<()> {
     let runs = c.tput_runs;
     let before = b.sdk.done(function);
     let calls_before = b.sdk.calls.load(std::sync::atomic::Ordering::Relaxed);
     let bodies: Vec<String> = (0..runs)
         .collect::<Vec<_>>()
         .chunks(c.tput_batch)
-        .map(|chunk| Value::Array(chunk.iter().map(|i| json!({"name": "bench/steps3", "data": {"i": i}})).collect()).to_string())
+        .map(|chunk| {
+            Value::Array(chunk.iter().map(|i| json!({"name": event, "data": {"i": i, "k": i % sdk::CONC_KEYS}})).collect()).to_string()
+        })
         .collect();
     let usage = Usage::now();
     let t0 = Instant::now();

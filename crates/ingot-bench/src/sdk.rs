@@ -21,8 +21,17 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 /// The functions the endpoint serves: (function id, trigger event, steps).
-pub const FUNCTIONS: [(&str, &str, usize); 3] =
-    [("bench-hello", "bench/hello", 0), ("bench-steps3", "bench/steps3", 3), ("bench-steps10", "bench/steps10", 10)];
+/// `bench-steps3-conc` is registered with a keyed concurrency limit.
+pub const FUNCTIONS: [(&str, &str, usize); 4] = [
+    ("bench-hello", "bench/hello", 0),
+    ("bench-steps3", "bench/steps3", 3),
+    ("bench-steps10", "bench/steps10", 10),
+    ("bench-steps3-conc", "bench/steps3-conc", 3),
+];
+
+/// The concurrency limit of `bench-steps3-conc`, per key, and how many keys the phase uses.
+pub const CONC_LIMIT: u32 = 10;
+pub const CONC_KEYS: usize = 20;
 
 /// The id the baseline round-trip uses: answered like `bench-hello`, not counted.
 pub const BASELINE_FN: &str = "bench-baseline";
@@ -40,7 +49,7 @@ pub struct Sdk {
     waiters: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_seq: AtomicU64,
     /// Runs finished (200 answered), per entry of [`FUNCTIONS`].
-    done: [AtomicU64; 3],
+    done: [AtomicU64; FUNCTIONS.len()],
     /// Every call received.
     pub calls: AtomicU64,
 }
