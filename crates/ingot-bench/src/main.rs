@@ -61,6 +61,8 @@ struct Counts {
     step_runs: usize,
     tput_runs: usize,
     tput_batch: usize,
+    check_runs: usize,
+    check_sleep_ms: u64,
     ingest_batches: usize,
     ingest_batch_size: usize,
     single_requests: usize,
@@ -79,6 +81,9 @@ impl Counts {
             step_runs: n(30),
             tput_runs: n(2000),
             tput_batch: 100,
+            // At least 2 × the limit per key, so the limit binds even with --quick.
+            check_runs: n(400).max(2 * sdk::CONC_KEYS * sdk::CONC_LIMIT as usize),
+            check_sleep_ms: 50,
             ingest_batches: n(100),
             ingest_batch_size: 200,
             single_requests: n(12_800),
@@ -177,19 +182,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("[2] Step → next step, low load (bench-steps10, one run at a time)");
         latency_steps(&bench, &counts).await?;
     }
+    let mut unlimited = None;
     if args.wants("throughput") {
         println!();
         println!("[3] Throughput, many runs in flight (bench-steps3)");
-        throughput(&bench, &counts, "bench-steps3", "bench/steps3").await?;
+        unlimited = Some(throughput(&bench, &counts, UNLIMITED).await?);
     }
     if args.wants("concurrency") {
         println!();
         println!(
-            "[3b] Throughput with a keyed concurrency limit (bench-steps3-conc: limit {} per event.data.k, {} keys)",
+            "[3b] Throughput with a keyed concurrency limit ({}: limit {} per event.data.k, {} keys)",
+            LIMITED.0,
             sdk::CONC_LIMIT,
             sdk::CONC_KEYS
         );
-        throughput(&bench, &counts, "bench-steps3-conc", "bench/steps3-conc").await?;
+        concurrency(&bench, &counts, unlimited).await?;
     }
     if args.wants("ingest") {
         println!();
@@ -520,15 +527,40 @@ async fn latency_steps(b: &Bench, c: &Counts) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn throughput(b: &Bench, c: &Counts, function: &str, event: &str) -> anyhow::Result<()> {
-    let runs = c.tput_runs;
+/// The throughput functions: (function id, trigger event).
+const UNLIMITED: (&str, &str) = ("bench-steps3", "bench/steps3");
+const LIMITED: (&str, &str) = ("bench-steps3-conc", "bench/steps3-conc");
+
+/// What [`drive`] saw: times from the first POST /e.
+struct Drove {
+    /// All events accepted.
+    sent: Duration,
+    /// The last run answered 200 by the SDK.
+    sdk_done: Duration,
+    /// No run of the function still Running in the API.
+    all_done: Duration,
+    /// SDK calls made meanwhile.
+    calls: u64,
+    usage: Usage,
+}
+
+/// Sends `runs` events for `function` (key `k` = i mod [`sdk::CONC_KEYS`],
+/// every SDK call taking `sleep_ms`) and waits until all runs are Completed.
+async fn drive(b: &Bench, (function, event): (&str, &str), runs: usize, batch: usize, sleep_ms: u64) -> anyhow::Result<Drove> {
     let before = b.sdk.done(function);
     let calls_before = b.sdk.calls.load(std::sync::atomic::Ordering::Relaxed);
     let bodies: Vec<String> = (0..runs)
         .collect::<Vec<_>>()
-        .chunks(c.tput_batch)
+        .chunks(batch)
         .map(|chunk| {
-            Value::Array(chunk.iter().map(|i| json!({"name": event, "data": {"i": i, "k": i % sdk::CONC_KEYS}})).collect()).to_string()
+            let events = chunk.iter().map(|i| {
+                let mut data = json!({"i": i, "k": i % sdk::CONC_KEYS});
+                if sleep_ms > 0 {
+                    data["sleep_ms"] = json!(sleep_ms);
+                }
+                json!({"name": event, "data": data})
+            });
+            Value::Array(events.collect()).to_string()
         })
         .collect();
     let usage = Usage::now();
@@ -571,23 +603,106 @@ async fn throughput(b: &Bench, c: &Counts, function: &str, event: &str) -> anyho
     let failed: Value =
         b.http.get(format!("{}/v1/runs?status=Failed&function={function}&limit=1", b.engine_url)).send().await?.json().await?;
     if failed["data"].as_array().is_some_and(|a| !a.is_empty()) {
-        bail!("a throughput run failed: {failed}");
+        bail!("a {function} run failed: {failed}");
     }
     let calls = b.sdk.calls.load(std::sync::atomic::Ordering::Relaxed) - calls_before;
-    let secs = all_done.as_secs_f64();
+    Ok(Drove { sent, sdk_done, all_done, calls, usage })
+}
+
+/// Steps/s and 3-step runs/s of a throughput phase.
+#[derive(Clone, Copy)]
+struct Rates {
+    steps: f64,
+    runs: f64,
+}
+
+/// Many 3-step runs of `f` in flight; prints and returns the rates. The
+/// design targets are checked for the unlimited function only.
+async fn throughput(b: &Bench, c: &Counts, f: (&str, &str)) -> anyhow::Result<Rates> {
+    let runs = c.tput_runs;
+    let d = drive(b, f, runs, c.tput_batch, 0).await?;
+    let secs = d.all_done.as_secs_f64();
     let steps = runs * 3;
-    line(&format!("{runs} events sent in batches of {} (POST /e total)", c.tput_batch), &format!("{:.2} s", sent.as_secs_f64()), "", None);
-    line("last run answered 200 by the SDK / Completed in the API", &format!("{:.2} s / {:.2} s", sdk_done.as_secs_f64(), secs), "", None);
+    let rates = Rates { steps: steps as f64 / secs, runs: runs as f64 / secs };
+    let targets = f == UNLIMITED;
+    line(
+        &format!("{runs} events sent in batches of {} (POST /e total)", c.tput_batch),
+        &format!("{:.2} s", d.sent.as_secs_f64()),
+        "",
+        None,
+    );
+    line(
+        "last run answered 200 by the SDK / Completed in the API",
+        &format!("{:.2} s / {:.2} s", d.sdk_done.as_secs_f64(), secs),
+        "",
+        None,
+    );
     line(
         &format!("steps/s ({steps} steps, to all Completed)"),
-        &format!("{:.0} steps/s", steps as f64 / secs),
-        "≥ 10,000 steps/s",
-        Some(steps as f64 / secs >= 10_000.0),
+        &format!("{:.0} steps/s", rates.steps),
+        if targets { "≥ 10,000 steps/s" } else { "" },
+        targets.then_some(rates.steps >= 10_000.0),
     );
-    line("3-step runs/s", &format!("{:.0} runs/s", runs as f64 / secs), "≥ 3,000 runs/s", Some(runs as f64 / secs >= 3_000.0));
-    line(&format!("SDK calls/s ({calls} calls: 4 per run)"), &format!("{:.0} calls/s", calls as f64 / secs), "", None);
-    line("", &usage.line(all_done, b.cores), "", None);
-    line("context switches per SDK call (whole process)", &format!("{:.0}", usage.switches() as f64 / calls.max(1) as f64), "", None);
+    line(
+        "3-step runs/s",
+        &format!("{:.0} runs/s", rates.runs),
+        if targets { "≥ 3,000 runs/s" } else { "" },
+        targets.then_some(rates.runs >= 3_000.0),
+    );
+    line(&format!("SDK calls/s ({} calls: 4 per run)", d.calls), &format!("{:.0} calls/s", d.calls as f64 / secs), "", None);
+    line("", &d.usage.line(d.all_done, b.cores), "", None);
+    line("context switches per SDK call (whole process)", &format!("{:.0}", d.usage.switches() as f64 / d.calls.max(1) as f64), "", None);
+    Ok(rates)
+}
+
+/// The most calls of `function` for one key in the SDK handler at once.
+fn max_line(b: &Bench, label: &str, function: &str, check: bool) {
+    let limit = sdk::CONC_LIMIT;
+    let (max, reached) = b.sdk.max_in_flight(function, limit);
+    let value = format!("{max}  ({reached} of {} keys reached {limit})", sdk::CONC_KEYS);
+    if check {
+        line(label, &value, &format!("≤ {limit}"), Some(max <= limit));
+    } else {
+        line(label, &value, "", None);
+    }
+}
+
+/// Throughput of [`LIMITED`] beside the unlimited phase, and the per-key
+/// in-flight calls at the SDK endpoint: on the fast endpoint, then with
+/// every call taking `check_sleep_ms` so the limit binds (with the unlimited
+/// function under the same load as the control).
+async fn concurrency(b: &Bench, c: &Counts, unlimited: Option<Rates>) -> anyhow::Result<()> {
+    b.sdk.reset_max_in_flight(LIMITED.0);
+    let rates = throughput(b, c, LIMITED).await?;
+    match unlimited {
+        Some(u) => line(
+            "ratio to the unlimited phase [3] (steps/s, runs/s)",
+            &format!("{:.2}× ({:.0} vs {:.0} steps/s), {:.2}×", rates.steps / u.steps, rates.steps, u.steps, rates.runs / u.runs),
+            "",
+            None,
+        ),
+        None => line("ratio to the unlimited phase [3]", "n/a (phase throughput not run)", "", None),
+    }
+    max_line(b, "max SDK calls in flight for one key (fast endpoint)", LIMITED.0, true);
+
+    let (runs, sleep) = (c.check_runs, c.check_sleep_ms);
+    let per_key = runs.div_ceil(sdk::CONC_KEYS);
+    // 4 calls per run, `CONC_LIMIT` at a time per key.
+    let floor = (per_key * 4) as f64 * sleep as f64 / 1000.0 / sdk::CONC_LIMIT as f64;
+    println!("  with every SDK call taking {sleep} ms ({runs} runs, {per_key} per key):");
+    b.sdk.reset_max_in_flight(LIMITED.0);
+    let d = drive(b, LIMITED, runs, c.tput_batch, sleep).await?;
+    line(
+        &format!("  {} to all Completed", LIMITED.0),
+        &format!("{:.2} s  (≥ {floor:.2} s at {} per key)", d.all_done.as_secs_f64(), sdk::CONC_LIMIT),
+        "",
+        None,
+    );
+    max_line(b, "  max SDK calls in flight for one key", LIMITED.0, true);
+    b.sdk.reset_max_in_flight(UNLIMITED.0);
+    let d = drive(b, UNLIMITED, runs, c.tput_batch, sleep).await?;
+    line(&format!("  control: {} (no limit) to all Completed", UNLIMITED.0), &format!("{:.2} s", d.all_done.as_secs_f64()), "", None);
+    max_line(b, "  control: max SDK calls in flight for one key", UNLIMITED.0, false);
     Ok(())
 }
 

@@ -4,11 +4,15 @@
 //! Calls whose event carries `data.seq` and `data.rec: true` are traced: the
 //! arrival instant of every call is kept under that `seq`, and a waiter
 //! registered for it fires when the run's final call (the 200) arrives.
+//!
+//! Calls whose event carries `data.k` (below [`CONC_KEYS`]) are counted per
+//! (function, key) while the handler runs, keeping the most seen at once;
+//! `data.sleep_ms` makes every call of that run take that long.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -33,6 +37,30 @@ pub const FUNCTIONS: [(&str, &str, usize); 4] = [
 pub const CONC_LIMIT: u32 = 10;
 pub const CONC_KEYS: usize = 20;
 
+/// Calls of one (function, key) in the handler now, and the most at once.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicU32,
+    max: AtomicU32,
+}
+
+/// Leaves a [`Gauge`] when the handler ends (or its future is dropped).
+struct InFlight<'a>(&'a Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(g: &'a Gauge) -> InFlight<'a> {
+        let now = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+        g.max.fetch_max(now, Ordering::SeqCst);
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The id the baseline round-trip uses: answered like `bench-hello`, not counted.
 pub const BASELINE_FN: &str = "bench-baseline";
 
@@ -50,6 +78,8 @@ pub struct Sdk {
     next_seq: AtomicU64,
     /// Runs finished (200 answered), per entry of [`FUNCTIONS`].
     done: [AtomicU64; FUNCTIONS.len()],
+    /// Per (entry of [`FUNCTIONS`], key below [`CONC_KEYS`]): calls in the handler.
+    keyed: Vec<Gauge>,
     /// Every call received.
     pub calls: AtomicU64,
 }
@@ -62,6 +92,7 @@ impl Sdk {
             waiters: Mutex::new(HashMap::new()),
             next_seq: AtomicU64::new(1),
             done: Default::default(),
+            keyed: (0..FUNCTIONS.len() * CONC_KEYS).map(|_| Gauge::default()).collect(),
             calls: AtomicU64::new(0),
         })
     }
@@ -85,6 +116,27 @@ impl Sdk {
     /// Runs of `function` that finished so far.
     pub fn done(&self, function: &str) -> u64 {
         FUNCTIONS.iter().position(|f| f.0 == function).map(|i| self.done[i].load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    fn gauges(&self, function: &str) -> &[Gauge] {
+        match FUNCTIONS.iter().position(|f| f.0 == function) {
+            Some(i) => &self.keyed[i * CONC_KEYS..(i + 1) * CONC_KEYS],
+            None => &[],
+        }
+    }
+
+    /// Forgets the most-at-once counts of `function` (the current counts stay).
+    pub fn reset_max_in_flight(&self, function: &str) {
+        for g in self.gauges(function) {
+            g.max.store(g.now.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+
+    /// The most calls of `function` for one key in the handler at once, over
+    /// all keys, since the last reset; and how many keys reached `at_least`.
+    pub fn max_in_flight(&self, function: &str, at_least: u32) -> (u32, usize) {
+        let maxes: Vec<u32> = self.gauges(function).iter().map(|g| g.max.load(Ordering::SeqCst)).collect();
+        (maxes.iter().copied().max().unwrap_or(0), maxes.iter().filter(|&&m| m >= at_least).count())
     }
 }
 
@@ -119,6 +171,10 @@ struct DataIn {
     seq: Option<u64>,
     #[serde(default)]
     rec: bool,
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +204,13 @@ async fn call(State(sdk): State<Arc<Sdk>>, Query(q): Query<CallQuery>, body: Byt
         None if q.fn_id == BASELINE_FN => (None, 0),
         None => return reply(StatusCode::BAD_REQUEST, format!(r#"{{"name":"Error","message":"unknown function {:?}"}}"#, q.fn_id)),
     };
+    let _in_flight = match (index, req.event.data.k) {
+        (Some(i), Some(key)) if key < CONC_KEYS => Some(InFlight::enter(&sdk.keyed[i * CONC_KEYS + key])),
+        _ => None,
+    };
+    if req.event.data.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(req.event.data.sleep_ms)).await;
+    }
     let k = req.steps.len();
     let traced = req.event.data.seq.filter(|_| req.event.data.rec);
     if let Some(seq) = traced {
