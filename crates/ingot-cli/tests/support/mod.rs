@@ -69,14 +69,15 @@ impl Sdk {
         TestApp { file, app_id: self.app_id().to_string() }
     }
 
-    /// The flow-control test app (`js/flow-app.cjs` or `py/flow_app.py`),
-    /// registered as `flow-js-v3`, `flow-js-v4` or `flow-py`.
+    /// The flow-control test app (`js/flow-app.cjs`, `py/flow_app.py`, or
+    /// for Rust the test `rust_flow_app` of `e2e_flow.rs`), registered as
+    /// `flow-js-v3`, `flow-js-v4`, `flow-py` or `flow-rust`.
     pub fn flow_app(self) -> TestApp {
         let (file, app_id) = match self {
             Sdk::JsV3 => ("flow-app.cjs", "flow-js-v3"),
             Sdk::JsV4 => ("flow-app.cjs", "flow-js-v4"),
             Sdk::Py => ("flow_app.py", "flow-py"),
-            Sdk::Rust => unimplemented!("the Rust SDK has no flow-control test app yet"),
+            Sdk::Rust => (RUST_FLOW_APP_TEST, "flow-rust"),
         };
         TestApp { file, app_id: app_id.to_string() }
     }
@@ -84,6 +85,8 @@ impl Sdk {
 
 /// The test in `e2e_rust.rs` that serves the Rust SDK app.
 const RUST_APP_TEST: &str = "rust_test_app";
+/// The test in `e2e_flow.rs` that serves the Rust SDK flow-control app.
+const RUST_FLOW_APP_TEST: &str = "rust_flow_app";
 
 /// Which app file a [`TestEnv`] serves (in `tests/sdk-apps/js` or `.../py`)
 /// and the app id it registers under.
