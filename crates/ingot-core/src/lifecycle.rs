@@ -21,7 +21,8 @@ pub struct Finished<'a> {
     pub correlation_id: Option<&'a str>,
 }
 
-/// The events a run's end emits, as `(name, id, data)`. Runs triggered by
+/// The events a run's end emits (`failed`/`cancelled` when so, then
+/// `finished`), as event JSON. Runs triggered by
 /// `function.finished`/`failed` emit none, so handlers cannot loop.
 pub fn finished_events(f: &Finished<'_>, now_ms: i64) -> Vec<Value> {
     let first = f.events.first().cloned().unwrap_or(Value::Null);

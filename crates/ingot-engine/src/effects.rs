@@ -5,14 +5,14 @@ use std::sync::Arc;
 use ingot_core::lifecycle::{self, Finished};
 use ingot_core::{CallTarget, Decision, Effect, RunStatus};
 use ingot_protocol::Event;
-use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, QueueItemId, RunRecord, StepRecord, Work, WriteOp};
+use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, RunRecord, StepRecord, Work, WriteOp};
 use serde_json::{json, Value};
 use ulid::Ulid;
 
 use crate::Engine;
 
 fn enqueue(run: &RunRecord, work: Work, at_ms: i64) -> WriteOp {
-    WriteOp::Enqueue(QueueItem { id: QueueItemId(Ulid::new().to_string()), run_id: run.id(), work, available_at_ms: at_ms, dedupe: None })
+    WriteOp::Enqueue(QueueItem::new(run.id(), work, at_ms))
 }
 
 fn history(run: &RunRecord, now: i64, kind: &str, step: Option<&str>, name: Option<&str>, detail: Value) -> WriteOp {
@@ -119,6 +119,8 @@ impl Engine {
                     emitted.push(internal_event(ev)?);
                 }
                 Effect::Finish { status, output } => {
+                    // Its start-timeout item goes with the run's other work.
+                    self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
                     ops.push(WriteOp::ClearRunWork(run.id()));
                     next.output = Some(output.clone());
                     next.ended_at_ms = Some(now);

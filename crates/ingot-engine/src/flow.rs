@@ -8,7 +8,7 @@ use ingot_core::expr::Expr;
 use ingot_core::flow::{key_string, priority_offset_ms, ConcurrencyKey};
 use ingot_core::{CallTarget, EventId, RunId, RunState};
 use ingot_protocol::timestr::parse_duration;
-use ingot_store::{Guard, Pause, PauseKind, QueueItem, QueueItemId, RunRecord, SkipRecord, Work, WriteOp};
+use ingot_store::{Guard, Pause, PauseKind, QueueItem, RunRecord, SkipRecord, Work, WriteOp};
 use serde_json::Value;
 use ulid::Ulid;
 
@@ -182,13 +182,7 @@ impl Engine {
             .and_then(|e| e.value(&[("event", first)]))
             .map(|v| priority_offset_ms(&v))
             .unwrap_or(0);
-        let call = QueueItem {
-            id: QueueItemId(Ulid::new().to_string()),
-            run_id,
-            work: Work::Call { target: CallTarget::Discovery, attempt: 0 },
-            available_at_ms: now - offset,
-            dedupe: None,
-        };
+        let call = QueueItem::new(run_id, Work::Call { target: CallTarget::Discovery, attempt: 0 }, now - offset);
         match f.flow.throttle.as_ref().and_then(|t| ms(&t.period).map(|p| (t, p))) {
             Some((t, period)) => ops.push(WriteOp::Throttled {
                 name: format!("thr:{}:{}", f.slug(), eval_key(t.key.as_deref(), first)),
@@ -226,5 +220,5 @@ impl Engine {
 }
 
 fn enqueue(run_id: RunId, work: Work, at: i64) -> WriteOp {
-    WriteOp::Enqueue(QueueItem { id: QueueItemId(Ulid::new().to_string()), run_id, work, available_at_ms: at, dedupe: None })
+    WriteOp::Enqueue(QueueItem::new(run_id, work, at))
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use ingot_core::expr;
 use ingot_core::lifecycle::{FUNCTION_FINISHED, FUNCTION_INVOKED};
-use ingot_core::{EventId, RunId};
+use ingot_core::EventId;
 use ingot_protocol::Event;
-use ingot_store::{Guard, PauseKind, QueueItem, QueueItemId, StoredEvent, Work, WriteOp};
+use ingot_store::{Guard, PauseKind, QueueItem, StoredEvent, Work, WriteOp};
 
 use crate::flow::Start;
 use serde_json::Value;
@@ -139,22 +139,12 @@ impl Engine {
             if !matched {
                 continue;
             }
-            if pause.kind == PauseKind::Cancel {
-                // cancelOn: the matching event cancels the run (once).
-                ops.push(WriteOp::Guarded {
-                    otherwise: vec![],
-                    guard: Guard::ConsumePause(pause.id.clone()),
-                    then: vec![WriteOp::Enqueue(QueueItem {
-                        id: QueueItemId(Ulid::new().to_string()),
-                        run_id: pause.run_id,
-                        work: Work::Cancel,
-                        available_at_ms: now,
-                        dedupe: None,
-                    })],
-                });
-            } else {
-                ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::WaitForEvent, Ok(payload.clone()), now));
-            }
+            // cancelOn: the matching event cancels the run; a wait resumes it. Once either way.
+            let work = match pause.kind {
+                PauseKind::Cancel => Work::Cancel,
+                _ => resume_work(&pause.id, &pause.step, PauseKind::WaitForEvent, Ok(payload.clone())),
+            };
+            ops.push(consume_and_queue(&pause.id, QueueItem::new(pause.run_id, work, now)));
         }
         if event.name == FUNCTION_FINISHED {
             if let Some(corr) = payload.pointer("/data/correlation_id").and_then(Value::as_str) {
@@ -164,7 +154,8 @@ impl Engine {
                         Some(err) if !err.is_null() => Err(err.clone()),
                         _ => Ok(data.get("result").cloned().unwrap_or(Value::Null)),
                     };
-                    ops.push(resume(&pause.id, pause.run_id, &pause.step, PauseKind::Invoke, result, now));
+                    let work = resume_work(&pause.id, &pause.step, PauseKind::Invoke, result);
+                    ops.push(consume_and_queue(&pause.id, QueueItem::new(pause.run_id, work, now)));
                 }
             }
         }
@@ -172,19 +163,14 @@ impl Engine {
     }
 }
 
-/// Consumes a pause and queues the resume of its run, once.
-fn resume(pause: &str, run_id: RunId, step: &str, kind: PauseKind, value: Result<Value, Value>, now: i64) -> WriteOp {
-    WriteOp::Guarded {
-        otherwise: vec![],
-        guard: Guard::ConsumePause(pause.to_string()),
-        then: vec![WriteOp::Enqueue(QueueItem {
-            id: QueueItemId(Ulid::new().to_string()),
-            run_id,
-            work: Work::Resume { step: step.to_string(), pause: pause.to_string(), kind, value },
-            available_at_ms: now,
-            dedupe: None,
-        })],
-    }
+/// The resume of a run whose pause was resolved with `value`.
+fn resume_work(pause: &str, step: &str, kind: PauseKind, value: Result<Value, Value>) -> Work {
+    Work::Resume { step: step.to_string(), pause: pause.to_string(), kind, value }
+}
+
+/// Consumes a pause and queues `item`, once: a pause resolves a single time.
+fn consume_and_queue(pause: &str, item: QueueItem) -> WriteOp {
+    WriteOp::Guarded { guard: Guard::ConsumePause(pause.to_string()), then: vec![WriteOp::Enqueue(item)], otherwise: vec![] }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ingot_core::flow::ConcurrencyKey;
 use ingot_core::lifecycle;
 use ingot_core::{decide, CallTarget, Decision, EventId, Input, Policy, Reply, ReplyMeta, RunId};
-use ingot_store::{Commit, Guard, HistoryRecord, PauseKind, QueueItem, QueueItemId, StoreError, StoredEvent, Work, WriteOp};
+use ingot_store::{Commit, Guard, HistoryRecord, PauseKind, QueueItem, StoreError, StoredEvent, Work, WriteOp};
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::{watch, OwnedSemaphorePermit};
@@ -428,11 +428,9 @@ fn cron_jitter(f: &crate::registry::Function, cron: &str, at: i64) -> i64 {
 
 /// `at` is the scheduled time; the item falls due `jitter_ms` later.
 fn cron_item(function: &str, cron: &str, at: i64, jitter_ms: i64) -> WriteOp {
+    let work = Work::Cron { function: function.to_string(), cron: cron.to_string(), scheduled_ms: at };
     WriteOp::Enqueue(QueueItem {
-        id: QueueItemId(Ulid::new().to_string()),
-        run_id: RunId(Ulid::new()),
-        work: Work::Cron { function: function.to_string(), cron: cron.to_string(), scheduled_ms: at },
-        available_at_ms: at + jitter_ms,
         dedupe: Some(format!("cron:{function}:{cron}")),
+        ..QueueItem::new(RunId(Ulid::new()), work, at + jitter_ms)
     })
 }

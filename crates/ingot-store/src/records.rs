@@ -132,6 +132,13 @@ pub struct QueueItem {
     pub dedupe: Option<String>,
 }
 
+impl QueueItem {
+    /// A new item with a fresh id and no dedupe key.
+    pub fn new(run_id: RunId, work: Work, available_at_ms: i64) -> QueueItem {
+        QueueItem { id: QueueItemId(ulid::Ulid::new().to_string()), run_id, work, available_at_ms, dedupe: None }
+    }
+}
+
 /// What a pause waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PauseKind {

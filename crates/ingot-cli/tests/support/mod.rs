@@ -938,6 +938,8 @@ impl Drop for EngineProc {
     }
 }
 
+pub mod app_scenarios;
+
 /// Scenarios shared by the JS and Python apps (same function ids, triggers
 /// and results). Each returns an error instead of panicking, so the caller's
 /// `.unwrap()` fails the test while the `TestEnv` is alive and prints logs.
