@@ -76,16 +76,6 @@ pub struct Resolved {
 impl ServeArgs {
     /// Validates the flags and applies defaults.
     pub fn resolve(self, mode: Mode) -> anyhow::Result<Resolved> {
-        if mode == Mode::Start {
-            match &self.signing_key {
-                Some(k) if hex::decode(ingot_protocol::signature::normalize_key(k)).is_ok() => {}
-                Some(_) => bail!("--signing-key must be hex (optionally prefixed signkey-<env>-)"),
-                None => bail!("`ingot start` needs --signing-key (or INNGEST_SIGNING_KEY)"),
-            }
-            if self.event_key.is_empty() {
-                bail!("`ingot start` needs at least one --event-key (or INNGEST_EVENT_KEY)");
-            }
-        }
         for u in &self.sdk_url {
             reqwest::Url::parse(u).with_context(|| format!("--sdk-url {u:?} is not a URL"))?;
         }
@@ -102,6 +92,7 @@ impl ServeArgs {
         engine.workers = self.queue_workers.max(1);
         engine.public_url = format!("http://{}:{}", self.host, self.port);
         engine.retention = Duration::from_secs(self.retention_days.max(1) * 24 * 3600);
+        engine.validate()?;
         let db = self.db.unwrap_or_else(|| PathBuf::from(".ingot").join("ingot.db"));
         Ok(Resolved { host: self.host, port: self.port, db, engine })
     }

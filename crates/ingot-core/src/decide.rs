@@ -17,8 +17,13 @@ use crate::run::{RunState, RunStatus};
 pub const MAX_SLEEP_MS: i64 = 365 * 24 * 3600 * 1000;
 /// Most ops one reply may carry, and most steps one run may have.
 pub const MAX_STEPS: usize = 1_000;
-/// Largest step output kept (4 MiB, as Inngest).
+/// Longest step id an op may carry. SDKs send hashes (40 hex digits); the
+/// bound keeps a malformed reply from filling the store with huge keys.
+pub const MAX_STEP_ID_BYTES: usize = 1024;
+/// Largest step output kept (4 MiB, as Inngest); a function's output too.
 pub const MAX_STEP_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
+/// Largest run state (every memoized step result): 32 MiB, as Inngest.
+pub const MAX_RUN_STATE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Which request a call is: discovery (`stepId=step`) or one planned step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +94,11 @@ pub enum Input {
     Checkpoint {
         ops: Vec<Op>,
     },
+    /// The engine could not carry out a decision for this run (its writes
+    /// kept failing): the run fails with this message instead of looping.
+    EngineFailed {
+        message: String,
+    },
 }
 
 /// Engine settings that shape decisions, plus the randomness for this one.
@@ -131,14 +141,14 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
     }
     match input {
         Input::Cancel => finish(&mut d, RunStatus::Cancelled, Value::Null),
+        Input::EngineFailed { message } => finish(&mut d, RunStatus::Failed, json!({"name": "EngineError", "message": message})),
         Input::Checkpoint { ops } => {
-            for op in ops.into_iter().filter(|o| matches!(o.op, Opcode::StepRun | Opcode::Step)) {
+            for op in ops.into_iter().filter(|o| matches!(o.op, Opcode::StepRun | Opcode::Step) && malformed(o).is_none()) {
                 if d.state.done.contains(&op.id) || d.state.done.len() >= MAX_STEPS {
                     continue;
                 }
                 let name = op.display();
-                let data = op.data.unwrap_or(Value::Null);
-                let memo = if op.op == Opcode::Step { data } else { json!({ "data": data }) };
+                let memo = step_memo(&op);
                 save(&mut d, op.id, name, memo);
             }
         }
@@ -156,7 +166,7 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
                 d.state.version = v;
             }
             match reply {
-                Reply::Done(output) => finish(&mut d, RunStatus::Completed, output),
+                Reply::Done(output) => finish_with_output(&mut d, output),
                 Reply::Ops(ops) => apply_ops(&mut d, &target, attempt, ops, &meta, now_ms, policy),
                 Reply::Error { error, .. } => {
                     call_failed(&mut d, &target, attempt, error, meta.no_retry == Some(true), meta.retry_after, now_ms, policy)
@@ -168,7 +178,45 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
             }
         }
     }
+    if !d.state.status.is_terminal() && d.state.state_bytes > MAX_RUN_STATE_BYTES as u64 {
+        // Nothing of this input is kept: the run fails as it stood.
+        let size = d.state.state_bytes;
+        d = Decision { state: run.clone(), effects: Vec::new() };
+        let message = format!("the run's state would be {size} bytes, over the limit of {MAX_RUN_STATE_BYTES} bytes");
+        finish(&mut d, RunStatus::Failed, json!({"name": "StateTooLargeError", "message": message}));
+    }
     d
+}
+
+/// Bytes of a value as JSON.
+fn json_size(v: &Value) -> usize {
+    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
+}
+
+/// Completes the run with `output`, or fails it when the output is over the
+/// step output limit (as Inngest does for a function's return value).
+fn finish_with_output(d: &mut Decision, output: Value) {
+    let size = json_size(&output);
+    if size > MAX_STEP_OUTPUT_BYTES {
+        let message = format!("the function's output is {size} bytes, over the limit of {MAX_STEP_OUTPUT_BYTES}");
+        return finish(d, RunStatus::Failed, json!({"name": "OutputTooLargeError", "message": message}));
+    }
+    finish(d, RunStatus::Completed, output)
+}
+
+/// The memo of a step that returned (`StepRun`, or `Step` which carries its
+/// memo as is): an error memo when the output is over the limit.
+fn step_memo(op: &Op) -> Value {
+    let data = op.data.clone().unwrap_or(Value::Null);
+    let size = json_size(&data);
+    if size > MAX_STEP_OUTPUT_BYTES {
+        let message = format!("step output is {size} bytes, over the limit of {MAX_STEP_OUTPUT_BYTES}");
+        json!({"error": {"name": "OutputTooLargeError", "message": message}})
+    } else if op.op == Opcode::Step {
+        data
+    } else {
+        json!({ "data": data })
+    }
 }
 
 fn finish(d: &mut Decision, status: RunStatus, output: Value) {
@@ -188,9 +236,9 @@ fn call_failed(
     now_ms: i64,
     policy: Policy,
 ) {
-    if !no_retry && attempt + 1 < d.state.max_attempts {
+    if !no_retry && attempt.saturating_add(1) < d.state.max_attempts {
         let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, retry_after);
-        d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: now_ms + delay.as_millis() as i64 });
+        d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: after(now_ms, delay) });
     } else {
         finish(d, RunStatus::Failed, error);
     }
@@ -206,6 +254,7 @@ fn resolve_async(d: &mut Decision, step: String, memo: Value, now_ms: i64) {
 }
 
 fn save(d: &mut Decision, step: String, name: String, memo: Value) {
+    d.state.state_bytes = d.state.state_bytes.saturating_add(json_size(&memo) as u64);
     d.state.pending.remove(&step);
     d.state.done.insert(step.clone());
     d.effects.push(Effect::SaveStep { step, name, memo });
@@ -238,6 +287,10 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
         let error = json!({"name": "StepLimitError", "message": format!("a run may have at most {MAX_STEPS} steps")});
         return finish(d, RunStatus::Failed, error);
     }
+    if let Some(reason) = ops.iter().find_map(malformed) {
+        let error = json!({ "name": "InvalidResponseError", "message": reason });
+        return call_failed(d, target, attempt, error, false, meta.retry_after, now_ms, policy);
+    }
     let lazy = |o: &Op| matches!(o.op, Opcode::StepPlanned | Opcode::Sleep | Opcode::WaitForEvent | Opcode::InvokeFunction);
     if ops.iter().filter(|o| lazy(o) || o.op == Opcode::StepRun).count() > 1 {
         d.state.force_plan = true;
@@ -256,15 +309,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                     repeated = true;
                     continue;
                 }
-                let data = op.data.clone().unwrap_or(Value::Null);
-                let size = serde_json::to_vec(&data).map(|b| b.len()).unwrap_or(0);
-                let memo = if size > MAX_STEP_OUTPUT_BYTES {
-                    json!({"error": {"name": "OutputTooLargeError", "message": format!("step output is {size} bytes, over the limit of {MAX_STEP_OUTPUT_BYTES}")}})
-                } else if op.op == Opcode::Step {
-                    data
-                } else {
-                    json!({ "data": data })
-                };
+                let memo = step_memo(&op);
                 save(d, op.id, name, memo);
                 completed = true;
             }
@@ -281,9 +326,9 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                     continue;
                 }
                 let error = op.error.clone().unwrap_or_else(|| json!({"name":"Error","message":"step errored"}));
-                if meta.no_retry != Some(true) && attempt + 1 < d.state.max_attempts {
+                if meta.no_retry != Some(true) && attempt.saturating_add(1) < d.state.max_attempts {
                     let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, meta.retry_after);
-                    d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: now_ms + delay.as_millis() as i64 });
+                    d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: after(now_ms, delay) });
                 } else {
                     save(d, op.id, name, json!({ "error": error }));
                     completed = true;
@@ -319,8 +364,13 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                 let event = op.opt_str("event").map(str::to_string).or(op.name.clone()).unwrap_or_default();
                 let if_exp = op.opt_str("if").filter(|s| !s.trim().is_empty()).map(str::to_string);
                 let timeout = op.opt_str("timeout").unwrap_or("");
+                if let Some(Err(e)) = if_exp.as_deref().map(crate::expr::Expr::compile) {
+                    save(d, op.id, name, json!({"error": {"name": "InvalidExpressionError", "message": e}}));
+                    completed = true;
+                    continue;
+                }
                 let expires_ms = match timestr::parse_duration(timeout) {
-                    Ok(t) => now_ms + (t.as_millis() as i64).min(MAX_SLEEP_MS),
+                    Ok(t) => now_ms.saturating_add(timestr::millis_i64(t).min(MAX_SLEEP_MS)),
                     Err(_) if timeout.is_empty() => now_ms,
                     Err(e) => {
                         save(d, op.id, name, json!({"error": {"name": "Error", "message": e.to_string()}}));
@@ -338,17 +388,24 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                 }
                 let function = op.opt_str("function_id").unwrap_or("").to_string();
                 let payload = op.opts.as_ref().and_then(|o| o.get("payload")).cloned().unwrap_or_else(|| json!({}));
+                let size = json_size(&payload);
+                if size > ingot_protocol::event::MAX_EVENT_BYTES {
+                    let max = ingot_protocol::event::MAX_EVENT_BYTES;
+                    let message = format!("the invoke payload is {size} bytes, over the event limit of {max} bytes");
+                    save(d, op.id, name, json!({"error": {"name": "Error", "message": message}}));
+                    completed = true;
+                    continue;
+                }
                 let expires_ms = match op.opt_str("timeout").map(timestr::parse_duration) {
-                    Some(Ok(t)) => now_ms + (t.as_millis() as i64).min(MAX_SLEEP_MS),
-                    _ => now_ms + MAX_SLEEP_MS,
+                    Some(Ok(t)) => now_ms.saturating_add(timestr::millis_i64(t).min(MAX_SLEEP_MS)),
+                    _ => now_ms.saturating_add(MAX_SLEEP_MS),
                 };
                 d.state.pending.insert(op.id.clone());
                 let name = op.display_name.clone().unwrap_or_else(|| op.id.clone());
                 d.effects.push(Effect::Invoke { step: op.id, name, function, payload, expires_ms });
             }
             Opcode::RunComplete => {
-                let output = op.data.unwrap_or(Value::Null);
-                finish(d, RunStatus::Completed, output);
+                finish_with_output(d, op.data.unwrap_or(Value::Null));
                 return;
             }
             Opcode::DiscoveryRequest => call_now = true,
@@ -372,7 +429,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
             "name": "NoProgressError",
             "message": format!("the SDK's reply had {op_count} op(s) but none moved the run on (no new step result, sleep, wait or invoke)"),
         });
-        if repeated && attempt + 1 < d.state.max_attempts {
+        if repeated && attempt.saturating_add(1) < d.state.max_attempts {
             // Steps checkpointed during the call and reported again: ask at once.
             d.effects.push(Effect::Call { target: CallTarget::Discovery, attempt: attempt + 1, at_ms: now_ms });
         } else {
@@ -400,11 +457,24 @@ fn is_step(op: &Opcode) -> bool {
 fn sleep_until(op: &Op, now_ms: i64) -> Result<i64, String> {
     let spec = op.opt_str("duration").or(op.name.as_deref()).unwrap_or("").trim().to_string();
     let at = if let Ok(d) = timestr::parse_duration(&spec) {
-        now_ms + d.as_millis() as i64
+        now_ms.saturating_add(timestr::millis_i64(d))
     } else if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&spec) {
         t.timestamp_millis()
     } else {
         return Err(format!("cannot read sleep {spec:?}: expected a duration like \"2s\" or an ISO-8601 time"));
     };
-    Ok(at.clamp(now_ms, now_ms + MAX_SLEEP_MS))
+    Ok(at.clamp(now_ms, now_ms.saturating_add(MAX_SLEEP_MS)))
+}
+
+/// `now_ms` plus a delay, saturating.
+fn after(now_ms: i64, delay: Duration) -> i64 {
+    now_ms.saturating_add(timestr::millis_i64(delay))
+}
+
+/// Why an op cannot be read, if it cannot.
+fn malformed(op: &Op) -> Option<String> {
+    if op.id.len() > MAX_STEP_ID_BYTES {
+        return Some(format!("an op's step id is {} bytes long; the limit is {MAX_STEP_ID_BYTES}", op.id.len()));
+    }
+    None
 }

@@ -15,5 +15,6 @@ pub mod matching;
 pub mod run;
 
 pub use decide::{decide, CallTarget, Decision, Effect, Input, Policy, Reply, ReplyMeta};
+pub use decide::{MAX_RUN_STATE_BYTES, MAX_STEP_OUTPUT_BYTES};
 pub use ids::{EventId, FunctionSlug, RunId};
 pub use run::{RunState, RunStatus};

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::run::RunStatus;
+use ingot_protocol::event::MAX_EVENT_BYTES;
 
 pub const FUNCTION_FINISHED: &str = "inngest/function.finished";
 pub const FUNCTION_FAILED: &str = "inngest/function.failed";
@@ -33,8 +34,14 @@ pub fn finished_events(f: &Finished<'_>, now_ms: i64) -> Vec<Value> {
     let mut data = Map::new();
     data.insert("function_id".into(), json!(f.function));
     data.insert("run_id".into(), json!(f.run_id));
+    // Internal events are not held to the user-event limit, but they do not
+    // copy a large batch: past the limit, `events` is left empty (the first
+    // event, itself within the limit, stays in `event`).
+    let copied: usize = f.events.iter().map(|e| serde_json::to_vec(e).map(|b| b.len()).unwrap_or(0)).sum();
+    let events =
+        if copied + serde_json::to_vec(&first).map(|b| b.len()).unwrap_or(0) > MAX_EVENT_BYTES { Vec::new() } else { f.events.to_vec() };
     data.insert("event".into(), first);
-    data.insert("events".into(), Value::Array(f.events.to_vec()));
+    data.insert("events".into(), Value::Array(events));
     match f.status {
         RunStatus::Completed => {
             data.insert("result".into(), f.output.clone());

@@ -60,6 +60,8 @@ pub struct RunState {
     pub pending: BTreeSet<String>,
     /// Concurrency limits this run's calls count against (keys evaluated at start).
     pub concurrency: Vec<ConcurrencyKey>,
+    /// Bytes of memoized step results (JSON), held to [`crate::MAX_RUN_STATE_BYTES`].
+    pub state_bytes: u64,
 }
 
 impl RunState {
@@ -76,6 +78,7 @@ impl RunState {
             planned: BTreeSet::new(),
             pending: BTreeSet::new(),
             concurrency: Vec::new(),
+            state_bytes: 0,
         }
     }
 }

@@ -270,6 +270,9 @@ fn assert_decision(
     let got = decide(run, input, NOW, policy);
     let mut want = run.clone();
     edit(&mut want);
+    // The state grows by exactly the memos the decision saves.
+    let saved: usize = effects.iter().map(|e| if let Effect::SaveStep { memo, .. } = e { memo.to_string().len() } else { 0 }).sum();
+    want.state_bytes = run.state_bytes + saved as u64;
     assert_eq!(got.effects, effects, "case {case:?}: effects");
     assert_eq!(got.state, want, "case {case:?}: next state");
     got.state
@@ -1691,4 +1694,70 @@ fn checkpointed_steps_are_memoized_without_a_new_call() {
     // A checkpoint for an ended run changes nothing.
     let ended = RunState { status: RunStatus::Completed, ..run_v(5, 2) };
     assert!(decide(&ended, Input::Checkpoint { ops }, NOW, fixed(1000)).effects.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Size limits and engine failures (hostile or oversized SDK replies)
+// ---------------------------------------------------------------------------
+
+fn failed_with(d: &ingot_core::Decision, name: &str) -> bool {
+    d.state.status == RunStatus::Failed
+        && matches!(d.effects.as_slice(), [Effect::Finish { status: RunStatus::Failed, output }] if output["name"] == json!(name))
+}
+
+#[test]
+fn run_state_over_32_mib_fails_the_run_and_keeps_nothing() {
+    let p = Policy { retry: RetryPolicy::Table, jitter_ms: 0 };
+    let mut r = run_v(3, 1);
+    r.state_bytes = ingot_core::MAX_RUN_STATE_BYTES as u64 - 10;
+    let big = json!([{"id": FIRST, "op": "StepRun", "name": "first", "data": "x".repeat(100)}]);
+    let d = decide(&r, discovered(big.clone(), ReplyMeta::default()), NOW, p);
+    assert!(failed_with(&d, "StateTooLargeError"), "{d:?}");
+    assert!(d.state.done.is_empty(), "the step that overflowed is not memoized");
+    // Under the limit the same reply is memoized and counted.
+    let small = RunState { state_bytes: 0, ..r.clone() };
+    let d = decide(&small, discovered(big, ReplyMeta::default()), NOW, p);
+    assert_eq!(d.state.status, RunStatus::Running);
+    assert!(d.state.state_bytes > 100, "memo bytes are counted: {}", d.state.state_bytes);
+    // Checkpointed steps count too.
+    let cp = Input::Checkpoint { ops: parse_ops(json!([{"id": SECOND, "op": "StepRun", "name": "second", "data": "x".repeat(100)}])) };
+    assert!(failed_with(&decide(&r, cp, NOW, p), "StateTooLargeError"));
+}
+
+#[test]
+fn oversized_outputs_are_refused_on_every_path() {
+    let p = Policy { retry: RetryPolicy::Table, jitter_ms: 0 };
+    let huge = "x".repeat(MAX_STEP_OUTPUT_BYTES + 1);
+    let r = run_v(3, 1);
+    // A function's return value (200) and RunComplete fail the run.
+    let done = reply(CallTarget::Discovery, 0, Reply::Done(json!(huge)), ReplyMeta::default());
+    assert!(failed_with(&decide(&r, done, NOW, p), "OutputTooLargeError"));
+    let complete = json!([{"id": COMPLETE, "op": "RunComplete", "data": huge}]);
+    assert!(failed_with(&decide(&r, discovered(complete, ReplyMeta::default()), NOW, p), "OutputTooLargeError"));
+    // A checkpointed step gets the same error memo as a StepRun reply.
+    let cp = Input::Checkpoint { ops: parse_ops(json!([{"id": FIRST, "op": "StepRun", "name": "first", "data": huge}])) };
+    let d = decide(&r, cp, NOW, p);
+    assert!(matches!(&d.effects[..], [Effect::SaveStep { memo, .. }] if memo["error"]["name"] == json!("OutputTooLargeError")), "{d:?}");
+}
+
+#[test]
+fn an_invoke_payload_over_the_event_limit_fails_the_step() {
+    let p = Policy { retry: RetryPolicy::Table, jitter_ms: 0 };
+    let payload = json!({"data": {"s": "x".repeat(ingot_protocol::event::MAX_EVENT_BYTES)}});
+    let body =
+        json!([{"id": CALL_CHILD, "op": "InvokeFunction", "name": "call-child", "opts": {"function_id": "app-child", "payload": payload}}]);
+    let d = decide(&run_v(3, 1), discovered(body, ReplyMeta::default()), NOW, p);
+    assert!(!d.effects.iter().any(|e| matches!(e, Effect::Invoke { .. })), "no invoke is started: {d:?}");
+    assert!(d
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::SaveStep { memo, .. } if memo["error"]["message"].as_str().unwrap_or("").contains("event limit"))));
+}
+
+#[test]
+fn an_engine_failure_ends_the_run_with_its_message() {
+    let p = Policy { retry: RetryPolicy::Table, jitter_ms: 0 };
+    let d = decide(&run_v(3, 1), Input::EngineFailed { message: "disk full".into() }, NOW, p);
+    assert!(failed_with(&d, "EngineError"));
+    assert!(matches!(&d.effects[..], [Effect::Finish { output, .. }] if output["message"] == json!("disk full")));
 }

@@ -46,7 +46,59 @@ pub struct EngineConfig {
     pub checkpointing: bool,
 }
 
+/// Shortest signing key accepted by `ingot start`, in hex characters (16
+/// bytes); Inngest's keys are 64.
+pub const MIN_SIGNING_KEY_HEX: usize = 32;
+/// Shortest event key accepted by `ingot start`.
+pub const MIN_EVENT_KEY_CHARS: usize = 16;
+
+/// Why a configuration cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`ingot start` needs a signing key (--signing-key or INNGEST_SIGNING_KEY)")]
+    MissingSigningKey,
+    #[error(
+        "the signing key must be hex of at least {MIN_SIGNING_KEY_HEX} characters and an even length, optionally prefixed \
+         `signkey-<env>-` (e.g. `signkey-prod-$(openssl rand -hex 32)`); got {0}"
+    )]
+    BadSigningKey(String),
+    #[error("`ingot start` needs at least one event key (--event-key or INNGEST_EVENT_KEY)")]
+    MissingEventKey,
+    #[error(
+        "event keys must be at least {MIN_EVENT_KEY_CHARS} characters without spaces (e.g. `$(openssl rand -hex 16)`); key {0} is not"
+    )]
+    BadEventKey(usize),
+}
+
+/// Checks a signing key: hex after the optional `signkey-<env>-` prefix.
+pub fn check_signing_key(key: &str) -> Result<(), ConfigError> {
+    let hex = ingot_protocol::signature::normalize_key(key.trim());
+    let described = if hex.is_empty() { "an empty key".to_string() } else { format!("{} characters", hex.len()) };
+    if hex.len() < MIN_SIGNING_KEY_HEX || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ConfigError::BadSigningKey(described));
+    }
+    Ok(())
+}
+
 impl EngineConfig {
+    /// Refuses settings `ingot start` cannot run safely with: a missing,
+    /// short or non-hex signing key, no event key, or a short one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.mode != Mode::Start {
+            return Ok(());
+        }
+        check_signing_key(self.signing_key.as_deref().ok_or(ConfigError::MissingSigningKey)?)?;
+        if self.event_keys.is_empty() {
+            return Err(ConfigError::MissingEventKey);
+        }
+        for (i, k) in self.event_keys.iter().enumerate() {
+            if k.chars().count() < MIN_EVENT_KEY_CHARS || k.chars().any(char::is_whitespace) {
+                return Err(ConfigError::BadEventKey(i + 1));
+            }
+        }
+        Ok(())
+    }
+
     /// Defaults for a dev server, as `inngest dev`.
     pub fn dev() -> EngineConfig {
         EngineConfig {

@@ -21,6 +21,33 @@ pub struct CallOutcome {
 
 /// Above this much state, calls carry no events or steps and set `use_api`.
 pub const MAX_INLINE_STATE_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes read of an SDK's reply: a step output at its limit and room for
+/// the ops around it. A longer reply fails the run (retrying cannot shrink it).
+pub const MAX_REPLY_BYTES: usize = ingot_core::MAX_STEP_OUTPUT_BYTES + 1024 * 1024;
+
+/// Why a body could not be read in full.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the body is over the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("the body was cut off: {0}")]
+    Cut(#[from] reqwest::Error),
+}
+
+/// Reads a response body, refusing to buffer more than `max` bytes.
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(ReadError::TooLarge(max));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge(max));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
 
 /// Builds the request body for a call.
 /// `checkpoint` is `(function uuid, queue item id)` when the engine accepts
@@ -107,8 +134,17 @@ pub async fn call(http: &reqwest::Client, url: &str, request: &CallRequest, sign
     };
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let bytes = match resp.bytes().await {
+    let bytes = match read_capped(resp, MAX_REPLY_BYTES).await {
         Ok(b) => b,
+        Err(ReadError::TooLarge(max)) => {
+            let error = json!({"name": "OutputTooLargeError", "message": format!("the SDK's reply is over the limit of {max} bytes")});
+            return CallOutcome {
+                reply: Reply::Error { status, error },
+                meta: ReplyMeta { no_retry: Some(true), ..Default::default() },
+                status: Some(status),
+                duration: started.elapsed(),
+            };
+        }
         Err(e) => return invalid(format!("the app's reply was cut off: {e}"), started),
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);

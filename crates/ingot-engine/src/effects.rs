@@ -30,7 +30,15 @@ fn history(run: &RunRecord, now: i64, kind: &str, step: Option<&str>, name: Opti
 
 impl Engine {
     /// The ops that carry out `decision` for `run`, whose trigger events are `events`.
-    pub async fn decision_ops(self: &Arc<Self>, run: &RunRecord, decision: Decision, events: &[Value]) -> anyhow::Result<Vec<WriteOp>> {
+    /// `lifecycle: false` leaves out the events a run emits (the last resort
+    /// when storing them keeps failing).
+    pub async fn decision_ops(
+        self: &Arc<Self>,
+        run: &RunRecord,
+        decision: Decision,
+        events: &[Value],
+        lifecycle: bool,
+    ) -> anyhow::Result<Vec<WriteOp>> {
         let now = self.clock.now_ms();
         let mut ops = Vec::new();
         let mut next = run.clone();
@@ -144,7 +152,7 @@ impl Engine {
         }
         ops.push(WriteOp::UpdateRun { run: next, expected_rev: run.rev });
         ops.extend(tail);
-        if !emitted.is_empty() {
+        if lifecycle && !emitted.is_empty() {
             ops.extend(self.plan_events(emitted, None).await?.ops);
         }
         Ok(ops)
@@ -158,6 +166,9 @@ fn target_step(t: &CallTarget) -> Option<&str> {
     }
 }
 
+/// An event the engine emits. It is built by the core, so it is not validated
+/// like a user's, and it is not held to the user-event size limit: the core
+/// bounds what it copies (a function's output is capped like a step's).
 fn internal_event(v: Value) -> anyhow::Result<Event> {
-    Event::from_user_json(v, true).map_err(|e| anyhow::anyhow!("internal event is invalid: {e}"))
+    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("internal event is invalid: {e}"))
 }

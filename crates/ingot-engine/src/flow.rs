@@ -19,8 +19,11 @@ use crate::Engine;
 /// A cancellation listener without a timeout lasts a year.
 const DEFAULT_CANCEL_MS: i64 = 365 * 24 * 3600 * 1000;
 
+/// A flow-control duration in milliseconds, at most a year (Inngest's longest
+/// period), so a user's `"9999999999h"` can never overflow the arithmetic of
+/// timers and GCRA state downstream.
 fn ms(d: &str) -> Option<i64> {
-    parse_duration(d).ok().map(|d| d.as_millis() as i64)
+    parse_duration(d).ok().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).min(ingot_core::decide::MAX_SLEEP_MS))
 }
 
 /// Evaluates a key expression against an event; no expression is the empty key.
@@ -182,7 +185,7 @@ impl Engine {
             .and_then(|e| e.value(&[("event", first)]))
             .map(|v| priority_offset_ms(&v))
             .unwrap_or(0);
-        let call = QueueItem::new(run_id, Work::Call { target: CallTarget::Discovery, attempt: 0 }, now - offset);
+        let call = QueueItem::new(run_id, Work::Call { target: CallTarget::Discovery, attempt: 0 }, now.saturating_sub(offset));
         match f.flow.throttle.as_ref().and_then(|t| ms(&t.period).map(|p| (t, p))) {
             Some((t, period)) => ops.push(WriteOp::Throttled {
                 name: format!("thr:{}:{}", f.slug(), eval_key(t.key.as_deref(), first)),
@@ -204,15 +207,15 @@ impl Engine {
                 if_exp: c.if_exp.clone().filter(|s| !s.trim().is_empty()),
                 correlation_id: None,
                 trigger: first.clone(),
-                expires_at_ms: now + c.timeout.as_deref().and_then(ms).unwrap_or(DEFAULT_CANCEL_MS),
+                expires_at_ms: now.saturating_add(c.timeout.as_deref().and_then(ms).unwrap_or(DEFAULT_CANCEL_MS)),
             }));
         }
         if let Some(t) = &f.flow.timeouts {
             if let Some(start) = t.start.as_deref().and_then(ms) {
-                ops.push(enqueue(run_id, Work::StartTimeout, now + start));
+                ops.push(enqueue(run_id, Work::StartTimeout, now.saturating_add(start)));
             }
             if let Some(finish) = t.finish.as_deref().and_then(ms) {
-                ops.push(enqueue(run_id, Work::Cancel, now + finish));
+                ops.push(enqueue(run_id, Work::Cancel, now.saturating_add(finish)));
             }
         }
         ops

@@ -14,6 +14,21 @@ use ingot_store::{QueueItem, QueueItemId};
 
 /// Most items parked at once; past it the dispatcher stops claiming.
 pub const MAX_PARKED: usize = 20_000;
+/// Most items parked behind one key. Past it a call is deferred (put back in
+/// the queue for later) instead, so one function's backlog (concurrency 1 and
+/// 20,000 events) never fills the line and stalls every other function.
+pub const MAX_PARKED_PER_KEY: usize = 500;
+
+/// What [`Limiter::admit`] did with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The keys are taken: make the call.
+    Acquired,
+    /// Parked: it is admitted when a call on its keys ends.
+    Parked,
+    /// The line behind one of its keys is full; `waiting` are in it.
+    Deferred { waiting: usize },
+}
 
 struct Parked {
     item: QueueItem,
@@ -42,18 +57,26 @@ impl Limiter {
 
     /// Takes the keys now, or parks `item` and returns false.
     pub fn acquire_or_park(&self, item: &QueueItem, keys: &[ConcurrencyKey]) -> bool {
+        self.admit(item, keys) == Admission::Acquired
+    }
+
+    /// Takes the keys now, parks `item`, or (its line is full) defers it.
+    pub fn admit(&self, item: &QueueItem, keys: &[ConcurrencyKey]) -> Admission {
         let mut inner = self.lock();
         // Earlier parked items on the same keys go first.
-        let waiting = keys.iter().any(|k| inner.by_key.get(&k.key).is_some_and(|m| !m.is_empty()));
-        if !waiting && inner.book.try_acquire(keys) {
-            return true;
+        let line = keys.iter().map(|k| inner.by_key.get(&k.key).map_or(0, |m| m.len())).max().unwrap_or(0);
+        if line == 0 && inner.book.try_acquire(keys) {
+            return Admission::Acquired;
+        }
+        if line >= MAX_PARKED_PER_KEY {
+            return Admission::Deferred { waiting: line };
         }
         let at = (item.available_at_ms, item.id.clone());
         for k in keys {
             inner.by_key.entry(k.key.clone()).or_default().insert(at.clone(), ());
         }
         inner.parked.insert(at, Parked { item: item.clone(), keys: keys.to_vec() });
-        false
+        Admission::Parked
     }
 
     /// Gives back `keys` and returns parked items admitted in their place
@@ -130,5 +153,19 @@ mod tests {
         assert_eq!(next[0].0.available_at_ms, 3);
         assert!(l.release(&k).is_empty());
         assert_eq!(l.in_flight("k"), 0);
+    }
+
+    #[test]
+    fn a_full_line_defers_without_touching_other_keys() {
+        let l = Limiter::default();
+        let a = vec![ConcurrencyKey { key: "a".into(), limit: 1 }];
+        let b = vec![ConcurrencyKey { key: "b".into(), limit: 1 }];
+        assert_eq!(l.admit(&item(0), &a), Admission::Acquired);
+        for i in 0..MAX_PARKED_PER_KEY {
+            assert_eq!(l.admit(&item(1 + i as i64), &a), Admission::Parked);
+        }
+        assert_eq!(l.admit(&item(100_000), &a), Admission::Deferred { waiting: MAX_PARKED_PER_KEY });
+        assert_eq!(l.parked(), MAX_PARKED_PER_KEY);
+        assert_eq!(l.admit(&item(100_001), &b), Admission::Acquired, "another key is not held up");
     }
 }

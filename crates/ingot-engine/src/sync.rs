@@ -49,6 +49,8 @@ pub enum SyncError {
     Invalid(String),
     #[error("the app expects a {expected} server, but this is a {actual} server")]
     KindMismatch { expected: String, actual: String },
+    #[error("function {function:?} belongs to app {owner:?}; app {app:?} cannot register it")]
+    Owned { function: String, owner: String, app: String },
     #[error("storage: {0}")]
     Store(#[from] ingot_store::StoreError),
 }
@@ -103,6 +105,11 @@ impl Engine {
             if f.url().is_none() {
                 return Err(SyncError::Invalid(format!("function {} has no step URL", f.id)));
             }
+            // A registration replaces only its own app's functions: another
+            // app reusing an id must not move that function (and its calls).
+            if let Some(existing) = self.registry.get(&f.id).filter(|e| e.record.app_id != req.app_name) {
+                return Err(SyncError::Owned { function: f.id.clone(), owner: existing.record.app_id.clone(), app: req.app_name.clone() });
+            }
             let record = FunctionRecord {
                 slug: FunctionSlug(f.id.clone()),
                 app_id: req.app_name.clone(),
@@ -151,8 +158,8 @@ impl Engine {
             Ok(resp) if resp.status().is_success() => None,
             Ok(resp) => {
                 let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                Some(format!("sync failed: HTTP {status}: {}", body.chars().take(500).collect::<String>()))
+                let body = crate::driver::read_capped(resp, 64 * 1024).await.map(|b| String::from_utf8_lossy(&b).into_owned());
+                Some(format!("sync failed: HTTP {status}: {}", body.unwrap_or_default().chars().take(500).collect::<String>()))
             }
             Err(e) => Some(format!("unreachable: {e}")),
         };

@@ -13,13 +13,15 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use ulid::Ulid;
 
-use crate::limiter::MAX_PARKED;
+use crate::limiter::{Admission, MAX_PARKED};
 
 use crate::driver;
 use crate::Engine;
 
 /// How often a decision is retried when its run changed underneath it.
 const MAX_CONFLICT_RETRIES: usize = 20;
+/// How often a decision's writes may fail before the run fails with the error.
+const MAX_WRITE_FAILURES: usize = 3;
 
 /// What processing an item came to.
 enum Outcome {
@@ -121,6 +123,16 @@ async fn ack(engine: &Engine, item: &QueueItem) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// Puts a call whose concurrency line is full back in the queue, later the
+/// longer the line (10 ms per waiting call, 1 s to 60 s), so other work is
+/// claimed meanwhile.
+async fn defer(engine: &Engine, item: &QueueItem, waiting: usize) -> anyhow::Result<Outcome> {
+    let delay = (waiting as i64).saturating_mul(10).clamp(1_000, 60_000);
+    let later = QueueItem { dedupe: item.dedupe.clone(), ..QueueItem::new(item.run_id, item.work.clone(), engine.clock.now_ms() + delay) };
+    engine.store.commit(Commit { ops: vec![WriteOp::Ack(item.id.clone()), WriteOp::Enqueue(later)] }).await?;
+    Ok(Outcome::Done)
+}
+
 async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<ConcurrencyKey>>) -> anyhow::Result<Outcome> {
     match item.work.clone() {
         Work::Debounce { function, key } => return engine.fire_debounce(&item, &function, &key).await,
@@ -140,8 +152,10 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
     let input = match item.work.clone() {
         Work::Call { target, attempt } => {
             if _held.is_none() && !run.state.concurrency.is_empty() {
-                if !engine.limiter.acquire_or_park(&item, &run.state.concurrency) {
-                    return Ok(Outcome::Parked);
+                match engine.limiter.admit(&item, &run.state.concurrency) {
+                    Admission::Acquired => {}
+                    Admission::Parked => return Ok(Outcome::Parked),
+                    Admission::Deferred { waiting } => return defer(&engine, &item, waiting).await,
                 }
                 slots = Some(Held { engine: engine.clone(), keys: run.state.concurrency.clone() });
             }
@@ -300,6 +314,10 @@ impl Engine {
 
     /// [`Engine::apply_input`] with the run and its events already read (used
     /// for the first try; a conflict reads them again).
+    ///
+    /// A decision whose writes keep failing (not a revision conflict, which
+    /// just decides again) is tried [`MAX_WRITE_FAILURES`] times; then the run
+    /// fails with the error, so no run loops on a write that cannot succeed.
     async fn apply_input_loaded(
         self: &Arc<Self>,
         run_id: RunId,
@@ -309,6 +327,9 @@ impl Engine {
         extra: Vec<WriteOp>,
         mut loaded: Option<(ingot_store::RunRecord, Vec<Value>)>,
     ) -> anyhow::Result<()> {
+        let mut input = input;
+        let mut failures = 0;
+        let mut lifecycle = true;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut ops = Vec::new();
             if let Some(it) = &item {
@@ -336,16 +357,34 @@ impl Engine {
             if let Some(invalid) = self.stalled_reply(&run, &input, &decision, item.as_ref()).await? {
                 decision = decide(&run.state, invalid, self.clock.now_ms(), policy);
             }
-            let mut decided = self.decision_ops(&run, decision, &events).await?;
-            decided.extend(extra.iter().cloned());
-            match &guard {
-                Some(p) => ops.push(WriteOp::Guarded { otherwise: vec![], guard: Guard::ConsumePause(p.clone()), then: decided }),
-                None => ops.extend(decided),
-            }
-            match self.store.commit(ingot_store::Commit { ops }).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            let result = match self.decision_ops(&run, decision, &events, lifecycle).await {
+                Ok(mut decided) => {
+                    decided.extend(extra.iter().cloned());
+                    match &guard {
+                        Some(p) => ops.push(WriteOp::Guarded { otherwise: vec![], guard: Guard::ConsumePause(p.clone()), then: decided }),
+                        None => ops.extend(decided),
+                    }
+                    self.store.commit(ingot_store::Commit { ops }).await.map(|_| ()).map_err(anyhow::Error::from)
+                }
+                Err(e) => Err(e),
+            };
+            let error = match result {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) => continue,
+                Err(e) => e,
+            };
+            failures += 1;
+            tracing::warn!(run_id = %run_id, error = %format!("{error:#}"), failures, "storing a run's next state failed");
+            if failures == MAX_WRITE_FAILURES {
+                // Fail the run with the error; its lifecycle events go with it.
+                input = Input::EngineFailed { message: format!("the engine could not store this run's next state: {error:#}") };
+            } else if failures == MAX_WRITE_FAILURES + 1 {
+                // Even that failed: end the run without emitting anything.
+                lifecycle = false;
+            } else if failures > MAX_WRITE_FAILURES + 1 {
+                return Err(error.context(format!("run {run_id}: ending the run failed too")));
+            } else {
+                tokio::time::sleep(Duration::from_millis(50 << failures)).await;
             }
         }
         anyhow::bail!("run {run_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries")

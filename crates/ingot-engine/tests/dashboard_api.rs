@@ -11,8 +11,9 @@ use ingot_store::MemStore;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
-const KEY: &str = "signkey-prod-12345678";
-const HASHED: &str = "signkey-prod-b2ed992186a5cb19f6668aade821f502c1d00970dfd0e35128d51bac4649916c";
+const KEY: &str = "signkey-prod-0123456789abcdef0123456789abcdef";
+const EVENT_KEY: &str = "evkey-0123456789abcdef";
+const HASHED: &str = "signkey-prod-223e0a160af9da0a03e6dd2c4719c56f5d66a633cbe84e78aaa9f3735865522a";
 
 async fn engine(mode: Mode) -> Arc<Engine> {
     let mut config = EngineConfig::dev();
@@ -21,7 +22,7 @@ async fn engine(mode: Mode) -> Arc<Engine> {
     config.poll = false;
     if mode == Mode::Start {
         config.signing_key = Some(KEY.into());
-        config.event_keys = vec!["evkey".into()];
+        config.event_keys = vec![EVENT_KEY.into()];
     }
     Engine::new(config, Arc::new(MemStore::new()), Clock::system()).await.expect("engine")
 }
@@ -52,7 +53,7 @@ async fn start_mode_needs_the_signing_key_as_bearer_or_session() {
         let a = send(&e, "GET", uri, &[], "").await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri}: {}", a.text);
         assert_eq!(a.json["status"], json!(401));
-        for token in [KEY, HASHED, "12345678", &HASHED["signkey-prod-".len()..]] {
+        for token in [KEY, HASHED, "0123456789abcdef0123456789abcdef", &HASHED["signkey-prod-".len()..]] {
             let auth = format!("Bearer {token}");
             let a = send(&e, "GET", uri, &[("authorization", &auth)], "").await;
             assert_eq!(a.status, StatusCode::OK, "{uri} with {token}: {}", a.text);
@@ -74,11 +75,11 @@ async fn start_mode_needs_the_signing_key_as_bearer_or_session() {
     let a = send(&e, "POST", "/login", &form, "token=wrong&next=%2Fruns").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert!(a.headers.get(header::SET_COOKIE).is_none());
-    let a = send(&e, "POST", "/login", &form, "token=signkey-prod-12345678&next=%2Fruns").await;
+    let a = send(&e, "POST", "/login", &form, "token=signkey-prod-0123456789abcdef0123456789abcdef&next=%2Fruns").await;
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text);
     assert_eq!(a.headers[header::LOCATION], "/runs");
     let cookie = a.headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
-    assert!(!cookie.contains("12345678"), "the cookie holds the hashed key, not the key: {cookie}");
+    assert!(!cookie.contains("0123456789abcdef"), "the cookie holds the hashed key, not the key: {cookie}");
     let a = send(&e, "GET", "/runs", &[("cookie", &cookie), ("accept", "text/html")], "").await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.text.contains("/assets/app.js"));
@@ -88,7 +89,7 @@ async fn start_mode_needs_the_signing_key_as_bearer_or_session() {
     assert_eq!(send(&e, "GET", "/health", &[], "").await.status, StatusCode::OK);
     assert_eq!(send(&e, "GET", "/assets/style.css", &[], "").await.status, StatusCode::OK);
     let ev = r#"{"name":"a/b","data":{}}"#;
-    assert_eq!(send(&e, "POST", "/e/evkey", &[], ev).await.status, StatusCode::OK);
+    assert_eq!(send(&e, "POST", &format!("/e/{EVENT_KEY}"), &[], ev).await.status, StatusCode::OK);
     assert_eq!(send(&e, "POST", "/e/nope", &[], ev).await.status, StatusCode::UNAUTHORIZED);
 }
 

@@ -841,6 +841,8 @@ pub struct EngineProc {
     pub http: reqwest::Client,
     proc: Option<Proc>,
     incarnation: usize,
+    /// `dev` or `start`.
+    command: &'static str,
     args: Vec<String>,
     dir: Option<tempfile::TempDir>,
 }
@@ -849,6 +851,11 @@ impl EngineProc {
     /// Starts `ingot dev` (no discovery, no polling, 1 s retries, plus
     /// `extra_args`) on a free port and waits for `GET /health`.
     pub async fn start(extra_args: &[&str]) -> Result<EngineProc> {
+        EngineProc::start_command("dev", extra_args).await
+    }
+
+    /// Like [`EngineProc::start`], running `ingot <command>` (`dev` or `start`).
+    pub async fn start_command(command: &'static str, extra_args: &[&str]) -> Result<EngineProc> {
         let dir = tempfile::Builder::new().prefix("ingot-engine-").tempdir()?;
         let port = free_port();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build()?;
@@ -858,6 +865,7 @@ impl EngineProc {
             http,
             proc: None,
             incarnation: 0,
+            command,
             args: extra_args.iter().map(|s| s.to_string()).collect(),
             dir: Some(dir),
         };
@@ -889,7 +897,7 @@ impl EngineProc {
         let dir = self.dir().to_path_buf();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
         scrub_inngest_env(&mut cmd);
-        cmd.args(["dev", "--host", "127.0.0.1", "--port"])
+        cmd.args([self.command, "--host", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
             .arg("--db")
             .arg(dir.join("ingot.db"))

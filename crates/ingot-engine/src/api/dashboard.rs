@@ -243,7 +243,7 @@ pub async fn resume(State(engine): State<Arc<Engine>>, Path(slug): Path<String>)
 
 /// `POST /v1/functions/{slug}/invoke` with `{data, user}`: starts a run now.
 pub async fn invoke(State(engine): State<Arc<Engine>>, Path(slug): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let answer = events::invoke(State(engine.clone()), Path(slug), body).await?;
+    let answer = events::invoke_function(&engine, &slug, &body).await?;
     engine.live.poke();
     Ok(answer)
 }

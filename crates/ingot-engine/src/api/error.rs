@@ -14,6 +14,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// Any other refusal, with its status (403, 409, 413, …).
+    #[error("{1}")]
+    Refused(StatusCode, String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -33,6 +36,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Refused(status, _) => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

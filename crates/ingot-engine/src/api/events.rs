@@ -13,7 +13,7 @@ use ingot_protocol::Event;
 use ingot_store::Commit;
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::{auth, ApiError};
 use crate::ingest::seeded_ids;
 use crate::{Engine, Mode};
 
@@ -27,7 +27,7 @@ fn refuse(status: StatusCode, error: String) -> Response {
 
 /// Accepts one event or an array; answers after the commit.
 pub async fn send(State(engine): State<Arc<Engine>>, Path(key): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    if engine.config.mode == Mode::Start && !engine.config.event_keys.iter().any(|k| k == &key) {
+    if !event_key_ok(&engine, &key) {
         return refuse(StatusCode::UNAUTHORIZED, "Event key not found".into());
     }
     if body.len() > MAX_EVENT_REQUEST_BYTES {
@@ -75,15 +75,41 @@ pub async fn ingest(engine: &Arc<Engine>, events: Vec<Event>, seeded: Option<Vec
     Ok(planned.ids.iter().map(|i| i.to_string()).collect())
 }
 
-/// Starts a function directly with the given payload.
-pub async fn invoke(State(engine): State<Arc<Engine>>, Path(slug): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    if engine.registry.get(&slug).is_none() {
+/// Whether `key` is one of the engine's event keys (any key in `ingot dev`).
+/// Every configured key is compared, in constant time.
+fn event_key_ok(engine: &Engine, key: &str) -> bool {
+    engine.config.mode != Mode::Start
+        || engine.config.event_keys.iter().fold(false, |found, k| found | (!k.is_empty() && auth::same_secret(k, key)))
+}
+
+/// Starts a function directly with the given payload. In `ingot start` it
+/// needs an event key (`Authorization: Bearer <event key>` or
+/// `X-Inngest-Event-Key`) or the signing key.
+pub async fn invoke(
+    State(engine): State<Arc<Engine>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if engine.config.mode == Mode::Start {
+        let presented = auth::bearer(&headers).or_else(|| headers.get("x-inngest-event-key").and_then(|v| v.to_str().ok()));
+        let ok = presented.is_some_and(|k| event_key_ok(&engine, k.trim()) | auth::accepts(&engine, k));
+        if !ok {
+            return Err(ApiError::Unauthorized("invoking a function needs an event key: send `Authorization: Bearer <event key>`".into()));
+        }
+    }
+    invoke_function(&engine, &slug, &body).await
+}
+
+/// Starts the function `slug` with the payload `{data, user}` in `body`.
+pub async fn invoke_function(engine: &Arc<Engine>, slug: &str, body: &[u8]) -> Result<Json<Value>, ApiError> {
+    if engine.registry.get(slug).is_none() {
         return Err(ApiError::NotFound(format!("function {slug:?} not found")));
     }
     let payload: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?
     };
     let data = match payload.get("data") {
         Some(Value::Object(m)) => Value::Object(m.clone()),
@@ -94,6 +120,7 @@ pub async fn invoke(State(engine): State<Arc<Engine>>, Path(slug): Path<String>,
     data["_inngest"] = json!({"fn_id": slug});
     let event = Event::from_user_json(json!({"name": FUNCTION_INVOKED, "data": data, "user": payload.get("user").cloned()}), true)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let ids = ingest(&engine, vec![event], None).await?;
-    Ok(Json(json!({"id": ids[0], "status": 200})))
+    let ids = ingest(engine, vec![event], None).await?;
+    let id = ids.into_iter().next().unwrap_or_default();
+    Ok(Json(json!({"id": id, "status": 200})))
 }

@@ -1,22 +1,25 @@
 //! The HTTP API on one port: the event API, sync, the REST API, the
 //! endpoints SDKs call during runs, the dev-server GraphQL API and the
-//! dashboard. In `ingot start` everything but the event API, sync and health
-//! needs the token ([`auth`]).
+//! dashboard. In `ingot start` everything but health and the login page
+//! needs a key: the event API an event key, the rest the signing key or a
+//! dashboard session ([`auth`]).
 
 pub mod auth;
 mod dashboard;
 mod error;
 mod events;
 pub mod gql;
+pub mod limits;
 pub mod live;
+pub mod origin;
 mod rest;
 mod sdk;
 pub mod trace;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, Method};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -25,22 +28,24 @@ pub use error::ApiError;
 
 use crate::Engine;
 
-/// Largest body any endpoint reads; larger event requests get a clear 400
-/// from the handler rather than a bare 413 from the framework.
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
-
 /// Builds the router.
+///
+/// Every route has a body limit ([`limits`]) applied before its body is read
+/// and before auth runs. In `ingot start` every route but health, the event
+/// API (event key) and the login page needs a key ([`auth`]); in `ingot dev`
+/// requests a web page made for another site are refused ([`origin`]).
 pub fn router(engine: Arc<Engine>) -> Router {
     let kind = HeaderValue::from_static(engine.config.mode.server_kind());
     let gql = Router::new().route("/v0/gql", post(gql::handle)).with_state(gql::schema(engine.clone()));
+    let checkpoint = Router::new().route("/v1/checkpoint/{id}/async", post(sdk::checkpoint));
+    let send = Router::new().route("/v1/events", get(rest::list_events).post(dashboard::send_events));
     // Everything here needs the token in `ingot start`. The SDK-facing
     // routes accept the hashed signing key, which SDKs send as a Bearer.
     let guarded = Router::new()
+        .route("/dev", get(sdk::dev_info))
         .route("/v0/runs/{id}/batch", get(sdk::run_batch))
         .route("/v0/runs/{id}/actions", get(sdk::run_actions))
         .route("/v0/runs/{id}", delete(rest::cancel_run))
-        .route("/v1/checkpoint/{id}/async", post(sdk::checkpoint))
-        .route("/v1/events", get(rest::list_events).post(dashboard::send_events))
         .route("/v1/events/{id}/replay", post(dashboard::replay_event))
         .route("/v1/events/{id}", get(rest::get_event))
         .route("/v1/events/{id}/runs", get(rest::event_runs))
@@ -64,20 +69,25 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/dashboard/events/{id}", get(dashboard::event_detail))
         .route("/v1/stream", get(live::stream))
         .merge(gql)
-        .merge(ingot_dashboard::pages())
+        .merge(ingot_dashboard::pages());
+    let guarded = limits::limit(guarded, limits::DEFAULT, StatusCode::PAYLOAD_TOO_LARGE)
+        .merge(limits::limit(checkpoint, limits::CHECKPOINT, StatusCode::PAYLOAD_TOO_LARGE))
+        .merge(limits::limit(send, limits::EVENTS, StatusCode::PAYLOAD_TOO_LARGE))
         .route_layer(axum::middleware::from_fn_with_state(engine.clone(), auth::require));
-    let poke = engine.clone();
-    Router::new()
+    let open = Router::new()
         .route("/health", get(events::health))
-        .route("/e/{key}", post(events::send))
-        .route("/invoke/{slug}", post(events::invoke))
-        .route("/fn/register", post(sdk::register))
-        .route("/dev", get(sdk::dev_info))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
-        .merge(ingot_dashboard::assets())
+        .merge(ingot_dashboard::assets());
+    // These check their own key: an event key, or the signing key.
+    let keyed = limits::limit(Router::new().route("/e/{key}", post(events::send)), limits::EVENTS, StatusCode::BAD_REQUEST)
+        .merge(limits::limit(Router::new().route("/invoke/{slug}", post(events::invoke)), limits::INVOKE, StatusCode::PAYLOAD_TOO_LARGE))
+        .merge(limits::limit(Router::new().route("/fn/register", post(sdk::register)), limits::REGISTER, StatusCode::PAYLOAD_TOO_LARGE));
+    let poke = engine.clone();
+    limits::limit(open, limits::DEFAULT, StatusCode::PAYLOAD_TOO_LARGE)
+        .merge(keyed)
         .merge(guarded)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(engine.clone(), origin::require_local))
         // A write may have made an event or changed a run: live views look now.
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let engine = poke.clone();

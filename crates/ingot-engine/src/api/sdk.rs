@@ -10,11 +10,19 @@ use axum::Json;
 use ingot_core::RunId;
 use serde_json::{json, Map, Value};
 
-use super::ApiError;
+use super::{auth, ApiError};
 use crate::sync::SyncError;
 use crate::Engine;
 
+/// `POST /fn/register`. In `ingot start` the SDK must send the signing key,
+/// hashed (`Authorization: Bearer signkey-<env>-<sha256>`), as the official
+/// SDKs do; a refusal is a 401 they retry with the fallback key.
 pub async fn register(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Bytes) -> Response {
+    if engine.config.mode == crate::Mode::Start && !auth::bearer(&headers).is_some_and(|t| auth::accepts(&engine, t)) {
+        tracing::warn!("register refused: no valid signing key");
+        let body = json!({"error": "unauthorized: send the hashed signing key as `Authorization: Bearer`", "status": 401});
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
     let expected = headers.get("x-inngest-expected-server-kind").and_then(|v| v.to_str().ok());
     match engine.register(&body, expected).await {
         Ok(r) => {
@@ -24,6 +32,7 @@ pub async fn register(State(engine): State<Arc<Engine>>, headers: HeaderMap, bod
             let (status, code) = match &e {
                 SyncError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
                 SyncError::KindMismatch { .. } => (StatusCode::BAD_REQUEST, "server_kind_mismatch"),
+                SyncError::Owned { .. } => (StatusCode::CONFLICT, "function_owned_by_another_app"),
                 SyncError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
             tracing::warn!(error = %e, "register refused");
