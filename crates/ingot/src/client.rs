@@ -334,8 +334,11 @@ impl ClientBuilder {
         self
     }
 
-    /// The public origin the engine reaches this app at, when it differs
-    /// from the request's `Host` (e.g. behind a proxy).
+    /// The public origin the engine reaches this app at
+    /// (`INNGEST_SERVE_ORIGIN`), reported when syncing. In cloud mode an
+    /// unsigned sync `PUT` (a deploy hook's `curl -X PUT`) is only accepted
+    /// when this is set, since its `Host` cannot be trusted; a signed one
+    /// can do without. In dev mode the request's `Host` is used when unset.
     pub fn serve_origin(mut self, origin: impl Into<String>) -> ClientBuilder {
         self.serve_origin = Some(origin.into());
         self

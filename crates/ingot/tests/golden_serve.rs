@@ -161,8 +161,14 @@ async fn cloud_introspection_needs_a_signature() {
             k
         };
         assert_eq!(keys(&ours.body), keys(theirs), "{folder}: authenticated shape");
-        for key in ["event_key_hash", "signing_key_hash", "signing_key_fallback_hash", "api_origin", "mode"] {
+        for key in ["event_key_hash", "api_origin", "mode"] {
             assert_eq!(ours.body[key], theirs[key], "{folder}: {key}");
+        }
+        // Key hashes are cut to 12 characters as JS does (Python reports the
+        // whole hash, which is the Bearer token of the engine's API).
+        let js = &load("js-v4-cloud/introspection-signed.json")["response"]["body"];
+        for key in ["signing_key_hash", "signing_key_fallback_hash"] {
+            assert_eq!(ours.body[key], js[key], "{folder}: {key}");
         }
         assert_eq!(ours.body["authentication_succeeded"], true);
         let sig = ours.header("x-inngest-signature").unwrap();

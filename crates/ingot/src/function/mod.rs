@@ -132,6 +132,12 @@ impl Function {
         retries.unwrap_or(ingot_protocol::sync::DEFAULT_RETRIES).min(MAX_RETRIES) + 1
     }
 
+    /// Whether one of the function's event triggers matches the event name
+    /// `name` (a `*` in a trigger matches any run of characters).
+    pub(crate) fn triggered_by(&self, name: &str) -> bool {
+        self.def.triggers.iter().filter_map(|t| t.event.as_deref()).any(|pattern| glob_matches(pattern, name))
+    }
+
     pub(crate) fn handler(&self, role: Role) -> Option<&Arc<dyn ErasedHandler>> {
         match role {
             Role::Main => self.def.handler.as_ref(),
@@ -145,6 +151,26 @@ impl Function {
 pub(crate) enum Role {
     Main,
     OnFailure,
+}
+
+/// `*`-glob matching of event names.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// `steps.step`: the URL to call and the retries.
@@ -320,6 +346,23 @@ mod tests {
     use serde::Deserialize;
     use serde_json::json;
     use std::time::Duration;
+
+    #[test]
+    fn triggers_match_event_names_with_globs() {
+        for (pattern, name, want) in [
+            ("inngest/function.invoked", "inngest/function.invoked", true),
+            ("inngest/*", "inngest/function.invoked", true),
+            ("*", "inngest/function.invoked", true),
+            ("*/function.*", "inngest/function.invoked", true),
+            ("app/*", "inngest/function.invoked", false),
+            ("inngest/function.invoked.x", "inngest/function.invoked", false),
+            ("inngest/*.x", "inngest/function.invoked", false),
+        ] {
+            assert_eq!(glob_matches(pattern, name), want, "{pattern}");
+        }
+        let f = Function::new("f").trigger_event_name("app/x").trigger_cron("* * * * *").handler(|_ctx: Ctx| async { Ok(()) });
+        assert!(f.triggered_by("app/x") && !f.triggered_by("inngest/function.invoked"));
+    }
 
     #[derive(Serialize, Deserialize)]
     struct Flow {

@@ -4,17 +4,32 @@
 //! (`http::Request<Bytes>` in, `http::Response<Bytes>` out); [`serve`] and
 //! [`Handler::method_router`] mount it in axum.
 //!
-//! In cloud mode, calls and introspection must carry a valid
-//! `X-Inngest-Signature` (else `401 {"message":"Unauthorized"}`) and replies
-//! are signed; in dev mode nothing is checked.
+//! In cloud mode (the engine's requests are signed):
+//!
+//! * calls, trust probes and introspection must carry a valid
+//!   `X-Inngest-Signature` (else `401 {"message":"Unauthorized"}`), and
+//!   replies are signed with the key that verified;
+//! * each signature is accepted once within its 5-minute window
+//!   (`replay`): a repeat gets `401` with a message saying so;
+//! * a call's signed body must be for the function and step its URL names
+//!   (`fnId`, `stepId`; `claims`), else `401` before the handler runs;
+//! * a sync `PUT` registers the configured `serve_origin`, or, if it is
+//!   signed, the URL it was sent to; an unsigned `PUT` with no configured
+//!   origin is refused (`sync`), so a forged `Host`/`X-Forwarded-Host`
+//!   cannot point the engine at another server.
+//!
+//! In dev mode nothing is verified; only a call whose `ctx.step_id` no
+//! engine would send with its `stepId` is refused (`400`).
 
 mod auth;
+mod claims;
+mod replay;
 mod sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::routing::MethodRouter;
 use bytes::Bytes;
@@ -33,6 +48,8 @@ use crate::RunId;
 pub const DEFAULT_PATH: &str = "/api/inngest";
 /// The introspection schema this SDK answers with.
 pub const SCHEMA_VERSION: &str = "2024-05-24";
+/// How much of a hashed signing key introspection reports.
+const KEY_HASH_CHARS: usize = 12;
 /// Largest request body read (call requests carry all step results).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
@@ -46,6 +63,18 @@ pub(crate) struct Inner {
     pub(crate) client: Client,
     pub(crate) functions: Vec<Function>,
     by_id: HashMap<String, (usize, Role)>,
+    /// The slugs and derived UUIDs of every function, to bind calls to them.
+    names: claims::FunctionNames,
+    /// Signatures already accepted (cloud mode).
+    seen: replay::SeenSignatures,
+}
+
+/// A request whose signature verified.
+struct Signed {
+    /// The key that verified it, to sign the reply with.
+    key: String,
+    /// The `X-Inngest-Signature` value.
+    header: String,
 }
 
 /// A router serving `functions` at [`DEFAULT_PATH`].
@@ -94,6 +123,12 @@ impl Out {
         Out { sdk_headers: false, ..Out::json(401, &json!({"message": "Unauthorized"})) }
     }
 
+    /// A 401 that says why (a replayed signature, a call signed for another
+    /// function): no SDK headers, as for a bad signature.
+    fn refused(reason: &str) -> Out {
+        Out { sdk_headers: false, ..Out::json(401, &json!({"message": format!("Unauthorized: {reason}")})) }
+    }
+
     fn signed(mut self, key: Option<&str>) -> Out {
         self.sign_with = key.map(str::to_string);
         self
@@ -115,6 +150,7 @@ impl Handler {
     pub fn new(client: &Client, functions: impl IntoIterator<Item = Function>) -> Handler {
         let functions: Vec<Function> = functions.into_iter().collect();
         let mut by_id = HashMap::new();
+        let mut names = claims::FunctionNames::default();
         for (i, f) in functions.iter().enumerate() {
             let composite = client.composite_id(f.id());
             let failure = format!("{composite}-failure");
@@ -122,12 +158,14 @@ impl Handler {
                 if role == Role::OnFailure && f.handler(role).is_none() {
                     continue;
                 }
+                names.add(&id);
                 if by_id.insert(id.clone(), (i, role)).is_some() {
                     panic!("two functions of app {:?} have the id {id:?}", client.app_id());
                 }
             }
         }
-        Handler { inner: Arc::new(Inner { client: client.clone(), functions, by_id }) }
+        let seen = replay::SeenSignatures::new(replay::MAX_REMEMBERED);
+        Handler { inner: Arc::new(Inner { client: client.clone(), functions, by_id, names, seen }) }
     }
 
     /// A router serving this endpoint at [`DEFAULT_PATH`].
@@ -166,7 +204,7 @@ impl Handler {
         let out = async {
             match method {
                 Method::GET => self.introspect(&req, now),
-                Method::PUT => self.sync(&req).await,
+                Method::PUT => self.sync(&req, now).await,
                 Method::POST => self.call(&req, now).await,
                 _ => Out::json(405, &json!({"message": format!("method {method} not allowed")})),
             }
@@ -209,14 +247,31 @@ impl Handler {
     }
 
     /// Verifies a request in cloud mode; `Ok(None)` in dev mode.
-    fn authenticate(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Option<&str>, Out> {
-        let client = &self.inner.client;
-        match client.mode() {
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Option<Signed>, Out> {
+        match self.inner.client.mode() {
             Mode::Dev => Ok(None),
-            Mode::Cloud => auth::verify(client, headers, body, now).map(Some).ok_or_else(|| {
+            Mode::Cloud => self.verified(headers, body, now).map(Some).ok_or_else(|| {
                 tracing::warn!("rejected a request without a valid signature");
                 Out::unauthorized()
             }),
+        }
+    }
+
+    /// The request's signature, if it verifies with one of the keys.
+    fn verified(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Option<Signed> {
+        let key = auth::verify(&self.inner.client, headers, body, now)?;
+        let header = headers.get("x-inngest-signature").and_then(|v| v.to_str().ok())?;
+        Some(Signed { key: key.to_string(), header: header.to_string() })
+    }
+
+    /// Accepts a signature once (`super::replay`); a second use is refused.
+    fn first_use(&self, signed: Option<&Signed>, now: i64) -> Result<(), Out> {
+        match signed {
+            Some(s) if !self.inner.seen.first_use(&s.header, now) => {
+                tracing::warn!("rejected a replayed signature");
+                Err(Out::refused("this signature was already used; each signed request is accepted once"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -226,10 +281,14 @@ impl Handler {
 
     fn introspect(&self, req: &axum::http::Request<Bytes>, now: i64) -> Out {
         let c = &self.inner.client.inner;
-        let key = match self.authenticate(req.headers(), req.body(), now) {
-            Ok(key) => key,
+        let signed = match self.authenticate(req.headers(), req.body(), now) {
+            Ok(signed) => signed,
             Err(out) => return out,
         };
+        if let Err(out) = self.first_use(signed.as_ref(), now) {
+            return out;
+        }
+        let key = signed.as_ref().map(|s| s.key.as_str());
         let mut body = json!({
             "schema_version": SCHEMA_VERSION,
             "mode": c.mode.as_str(),
@@ -240,10 +299,12 @@ impl Handler {
             "authentication_succeeded": Value::Null,
         });
         if key.is_some() {
+            // The first 12 hex characters, as the JS SDK: the whole hash is
+            // the Bearer token of the engine's API.
             let hash = |k: &Option<String>| {
                 k.as_deref()
                     .and_then(ingot_protocol::signature::hashed_key)
-                    .map(|h| ingot_protocol::signature::normalize_key(&h).to_string())
+                    .map(|h| ingot_protocol::signature::normalize_key(&h).chars().take(KEY_HASH_CHARS).collect::<String>())
             };
             let extra = json!({
                 "authentication_succeeded": true,
@@ -268,35 +329,28 @@ impl Handler {
         Out::json(200, &body).signed(key)
     }
 
-    /// The URL the engine reaches this endpoint at: the configured serve
-    /// origin and path, else the request's `Host` and path.
-    fn serve_url(&self, req: &axum::http::Request<Bytes>) -> String {
-        let c = &self.inner.client.inner;
-        let uri = req.extensions().get::<OriginalUri>().map(|o| o.0.clone()).unwrap_or_else(|| req.uri().clone());
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let origin = c.serve_origin.clone().unwrap_or_else(|| {
-            let scheme = header("x-forwarded-proto").or_else(|| uri.scheme_str().map(str::to_string)).unwrap_or_else(|| "http".into());
-            let host = header("x-forwarded-host")
-                .or_else(|| header("host"))
-                .or_else(|| uri.authority().map(|a| a.to_string()))
-                .unwrap_or_else(|| "localhost".into());
-            format!("{scheme}://{host}")
-        });
-        let path = c.serve_path.clone().unwrap_or_else(|| uri.path().to_string());
-        let mut url = format!("{}{path}", origin.trim_end_matches('/'));
-        let kept: Vec<(String, String)> =
-            query(&uri).into_iter().filter(|(k, _)| !matches!(k.as_str(), "fnId" | "stepId" | "probe" | "deployId")).collect();
-        if !kept.is_empty() {
-            if let Ok(mut u) = reqwest::Url::parse(&url) {
-                u.query_pairs_mut().extend_pairs(kept);
-                url = u.to_string();
+    async fn sync(&self, req: &axum::http::Request<Bytes>, now: i64) -> Out {
+        let trust = match self.inner.client.mode() {
+            Mode::Dev => sync::Trust::Dev,
+            // A PUT need not be signed (a deploy hook may `curl -X PUT`), but
+            // only a signed one may say where the app is.
+            Mode::Cloud => match self.verified(req.headers(), req.body(), now) {
+                Some(signed) => {
+                    if let Err(out) = self.first_use(Some(&signed), now) {
+                        return out;
+                    }
+                    sync::Trust::Signed
+                }
+                None => sync::Trust::Unsigned,
+            },
+        };
+        let url = match sync::app_url(&self.inner.client, req, trust) {
+            Ok(url) => url,
+            Err(reason) => {
+                tracing::warn!(%reason, "refused to sync");
+                return Out::refused(&reason);
             }
-        }
-        url
-    }
-
-    async fn sync(&self, req: &axum::http::Request<Bytes>) -> Out {
-        let url = self.serve_url(req);
+        };
         let q = query(req.uri());
         let kind = req.headers().get("x-inngest-server-kind").and_then(|v| v.to_str().ok());
         let (status, body) = sync::register(&self.inner, &url, q.get("deployId").map(String::as_str), kind).await;
@@ -307,11 +361,15 @@ impl Handler {
 
     async fn call(&self, req: &axum::http::Request<Bytes>, now: i64) -> Out {
         let q = query(req.uri());
-        let key = match self.authenticate(req.headers(), req.body(), now) {
-            Ok(key) => key.map(str::to_string),
+        let signed = match self.authenticate(req.headers(), req.body(), now) {
+            Ok(signed) => signed,
             Err(out) => return out,
         };
+        let key = signed.as_ref().map(|s| s.key.clone());
         if q.get("probe").map(String::as_str) == Some("trust") {
+            if let Err(out) = self.first_use(signed.as_ref(), now) {
+                return out;
+            }
             let mut out = Out::json(200, &Value::Null);
             out.body.clear();
             return out.signed(key.as_deref());
@@ -329,6 +387,23 @@ impl Handler {
                 return Out::json(500, &json!({"name": "Error", "message": message})).signed(key.as_deref());
             }
         };
+        let function = &self.inner.functions[index];
+        let main_slug = self.inner.client.composite_id(function.id());
+        let addressed = claims::Addressed {
+            slug: &fn_id,
+            role,
+            main_slug: &main_slug,
+            hears_invoked_events: function.triggered_by(claims::INVOKED_EVENT),
+            step_id: q.get("stepId").map(String::as_str),
+        };
+        // Checked before the signature is spent, so a replay to the wrong
+        // function does not use up the genuine call.
+        if let Err(refusal) = claims::check(&self.inner.names, &addressed, req.body(), &request, self.inner.client.mode()) {
+            return self.refuse_call(refusal, &fn_id);
+        }
+        if let Err(out) = self.first_use(signed.as_ref(), now) {
+            return out;
+        }
         let step_id = q.get("stepId").cloned().or_else(|| request.ctx.step_id.clone());
         let version: u8 = if request.version == 1 { 1 } else { 2 };
         let span = tracing::info_span!(
@@ -348,6 +423,22 @@ impl Handler {
             out.headers.push(("retry-after", secs.to_string()));
         }
         out
+    }
+
+    /// The reply to a call whose body is not for the function or step its
+    /// URL names: 401 in cloud mode (a signed call replayed elsewhere), 400
+    /// otherwise (no engine sends such a call).
+    fn refuse_call(&self, refusal: claims::Refusal, fn_id: &str) -> Out {
+        match (refusal, self.inner.client.mode()) {
+            (claims::Refusal::Mismatch(reason), Mode::Cloud) => {
+                tracing::warn!(%fn_id, %reason, "rejected a call signed for another function or step");
+                Out::refused(&reason)
+            }
+            (claims::Refusal::Mismatch(reason) | claims::Refusal::Malformed(reason), _) => {
+                tracing::warn!(%fn_id, %reason, "rejected a malformed call");
+                Out::json(400, &json!({"name": "Error", "message": reason}))
+            }
+        }
     }
 
     /// Runs a call to function `index` and builds its reply.

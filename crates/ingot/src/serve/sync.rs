@@ -2,11 +2,91 @@
 //! every function with `POST <api origin>/fn/register`, then answer the PUT
 //! as the JS SDK does (`{message, modified}`, status from the register
 //! reply's body).
+//!
+//! The register body carries the URL the engine will send calls (with run
+//! data, signed) to, so in cloud mode it never comes from an unauthenticated
+//! request ([`app_url`]): it is `serve_origin`/`serve_path` (the builder, or
+//! `INNGEST_SERVE_ORIGIN`/`INNGEST_SERVE_PATH`) when set; else, for a signed
+//! PUT, the URL in its signed body (`{"url": ...}`) or its `Host`; an
+//! unsigned PUT without a configured origin is refused (401), since its
+//! `Host`/`X-Forwarded-Host` could name anyone's server. An unsigned PUT with
+//! a configured origin still syncs, as in the official SDKs (deploy hooks
+//! `curl -X PUT` the app). In dev mode the request's `Host` is used, as
+//! before.
 
+use axum::extract::OriginalUri;
+use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{strip_nulls, Inner};
+use super::{query, strip_nulls, Inner};
 use crate::client::{Client, SDK_VERSION};
+
+/// How far the PUT asking for a sync can be trusted to say where the app is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trust {
+    /// Dev mode: nothing is verified; the request's `Host` is used.
+    Dev,
+    /// Cloud mode, a signature that verified (and was not a replay).
+    Signed,
+    /// Cloud mode, no valid signature.
+    Unsigned,
+}
+
+/// Query parameters of the engine's own that are not part of the app's URL.
+const ENGINE_PARAMS: [&str; 4] = ["fnId", "stepId", "probe", "deployId"];
+
+/// The URL the engine reaches this endpoint at, to register; `Err` with the
+/// reason when `trust` does not allow taking it from the request.
+pub(crate) fn app_url(client: &Client, req: &axum::http::Request<Bytes>, trust: Trust) -> Result<String, String> {
+    let c = &client.inner;
+    let uri = req.extensions().get::<OriginalUri>().map(|o| o.0.clone()).unwrap_or_else(|| req.uri().clone());
+    // For a signed PUT, the URL in its body is covered by the signature
+    // (its `Host` is not).
+    let signed_url = match trust {
+        Trust::Signed => serde_json::from_slice::<Value>(req.body())
+            .ok()
+            .and_then(|b| b.get("url").and_then(Value::as_str).and_then(|u| reqwest::Url::parse(u).ok()))
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some()),
+        Trust::Dev | Trust::Unsigned => None,
+    };
+    let origin = match (&c.serve_origin, &signed_url, trust) {
+        (Some(origin), _, _) => origin.clone(),
+        (None, Some(u), _) => u.origin().ascii_serialization(),
+        (None, None, Trust::Dev | Trust::Signed) => request_origin(req, &uri),
+        (None, None, Trust::Unsigned) => {
+            return Err("an unsigned sync request cannot say where the app is in cloud mode; \
+                 sign the PUT (X-Inngest-Signature) or set the app's public origin \
+                 (INNGEST_SERVE_ORIGIN, ClientBuilder::serve_origin)"
+                .into())
+        }
+    };
+    let (path, pairs) = match &signed_url {
+        Some(u) => (u.path().to_string(), u.query_pairs().into_owned().collect::<Vec<_>>()),
+        None => (uri.path().to_string(), query(&uri).into_iter().collect()),
+    };
+    let path = c.serve_path.clone().unwrap_or(path);
+    let mut url = format!("{}{path}", origin.trim_end_matches('/'));
+    let kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| !ENGINE_PARAMS.contains(&k.as_str())).collect();
+    if !kept.is_empty() {
+        if let Ok(mut u) = reqwest::Url::parse(&url) {
+            u.query_pairs_mut().extend_pairs(kept);
+            url = u.to_string();
+        }
+    }
+    Ok(url)
+}
+
+/// `scheme://host` as the request says (behind a proxy, its
+/// `X-Forwarded-Proto`/`X-Forwarded-Host`).
+fn request_origin(req: &axum::http::Request<Bytes>, uri: &axum::http::Uri) -> String {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let scheme = header("x-forwarded-proto").or_else(|| uri.scheme_str().map(str::to_string)).unwrap_or_else(|| "http".into());
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    format!("{scheme}://{host}")
+}
 
 /// The framework this SDK reports.
 pub(crate) const FRAMEWORK: &str = "axum";
