@@ -100,16 +100,44 @@ impl Engine {
     }
 }
 
-/// Deletes finished runs and old events past the retention period, a batch at a time.
+/// Most rows of each kind one retention pass deletes. A pass is one commit on
+/// the store's single writer, so it is sized to hold the writer briefly
+/// (`ingot-bench --only retention` times passes of several sizes).
+const PURGE_BATCH: usize = 1_000;
+/// Longest wait between passes once one found less than a batch to delete.
+const PURGE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Deletes finished runs, old events and dead state past the retention
+/// period, continuously: while a pass reaches its limit the next starts at
+/// once (other commits still get the writer between passes); otherwise it
+/// waits [`PURGE_IDLE`], or a quarter of the retention period if that is
+/// shorter (tests and the benchmark use seconds).
 async fn retention_loop(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let before_ms = engine.clock.now_ms() - engine.config.retention.as_millis() as i64;
-        let purge = ingot_store::Commit { ops: vec![ingot_store::WriteOp::Purge { before_ms, limit: 5_000 }] };
-        if let Err(e) = engine.store.commit(purge).await {
-            tracing::warn!(error = %e, "retention purge failed");
+    let retention = engine.config.retention;
+    let idle = (retention / 4).clamp(std::time::Duration::from_millis(100), PURGE_IDLE);
+    while !*shutdown.borrow() {
+        let now_ms = engine.clock.now_ms();
+        let before_ms = now_ms - retention.as_millis() as i64;
+        let purge = ingot_store::Commit { ops: vec![ingot_store::WriteOp::Purge { now_ms, before_ms, limit: PURGE_BATCH }] };
+        let more = match engine.store.commit(purge).await {
+            Ok(out) => {
+                let p = out.purged;
+                if p.runs + p.events + p.expired > 0 {
+                    tracing::debug!(runs = p.runs, events = p.events, expired = p.expired, more = p.more, "retention pass");
+                }
+                p.more
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention purge failed");
+                false
+            }
+        };
+        if more {
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+            _ = tokio::time::sleep(idle) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -45,6 +45,186 @@ pub async fn run_all(store: &dyn Store) {
     singletons_hold_while_running(store).await;
     retention_deletes_only_old_finished_work(store).await;
     paused_functions_are_kept(store).await;
+    sessions_are_kept_until_deleted(store).await;
+    retention_purges_what_finished_runs_and_time_leave(store).await;
+    retention_passes_stop_at_their_limit(store).await;
+}
+
+async fn sessions_are_kept_until_deleted(store: &dyn Store) {
+    let s = SessionRecord { id: "conf-session".into(), created_at_ms: 1, expires_at_ms: 10 };
+    store.commit(Commit { ops: vec![WriteOp::InsertSession(s.clone())] }).await.unwrap();
+    assert_eq!(store.session("conf-session").await.unwrap(), Some(s));
+    assert_eq!(store.session("other").await.unwrap(), None);
+    store.commit(Commit { ops: vec![WriteOp::DeleteSession("conf-session".into())] }).await.unwrap();
+    assert_eq!(store.session("conf-session").await.unwrap(), None, "a deleted session is gone");
+    store.commit(Commit { ops: vec![WriteOp::DeleteSession("conf-session".into())] }).await.unwrap();
+}
+
+fn finished(id: RunId, event: EventId, ended_ms: i64) -> RunRecord {
+    let mut r = run(id, event);
+    r.state.status = RunStatus::Completed;
+    r.ended_at_ms = Some(ended_ms);
+    r
+}
+
+fn event_at(id: EventId, at: i64) -> WriteOp {
+    WriteOp::InsertEvent(StoredEvent { internal_id: id, name: "ret2/x".into(), payload: json!({"name":"ret2/x"}), received_at_ms: at })
+}
+
+/// Everything a run or an event adds is deleted once it is dead: a finished
+/// run's steps, history, leftover queue items and pauses, singleton and batch
+/// rows; events nothing needs; expired keys and sessions; limiter state in the
+/// past; old skips. What is still needed stays. (`before` = 1,000, now = 2,000.)
+async fn retention_purges_what_finished_runs_and_time_leave(store: &dyn Store) {
+    let (before_ms, now_ms) = (1_000, 2_000);
+    let [e_old, e_recent_run, e_debounced, e_new] = [(); 4].map(|_| EventId(Ulid::new()));
+    let (old, recent, throttled, debounced) = (RunId(Ulid::new()), RunId(Ulid::new()), RunId(Ulid::new()), RunId(Ulid::new()));
+    let key = |key: &str, now_ms, expires_at_ms| WriteOp::Guarded {
+        guard: Guard::UniqueKey { scope: "ret2".into(), key: key.into(), now_ms, expires_at_ms },
+        then: vec![],
+        otherwise: vec![],
+    };
+    let throttle = |name: &str, now_ms, period_ms| WriteOp::Throttled {
+        name: name.into(),
+        now_ms,
+        limit: 1,
+        period_ms,
+        burst: 0,
+        item: item(throttled, now_ms),
+    };
+    let session = |id: &str, expires_at_ms| WriteOp::InsertSession(SessionRecord { id: id.into(), created_at_ms: 0, expires_at_ms });
+    let skip = |at_ms| WriteOp::Skip(SkipRecord { function: "ret2-f".into(), event_id: e_new, reason: "test".into(), at_ms });
+    let ops = vec![
+        event_at(e_old, 10),
+        event_at(e_recent_run, 10),
+        event_at(e_debounced, 10),
+        event_at(e_new, 1_500),
+        WriteOp::InsertRun(finished(old, e_old, 20)),
+        WriteOp::InsertRun(finished(recent, e_recent_run, 1_500)),
+        WriteOp::SaveStep(StepRecord { run_id: old, step: "a".into(), name: "a".into(), memo: json!({"data":1}), seq: 0, at_ms: 15 }),
+        WriteOp::History(HistoryRecord {
+            run_id: old,
+            at_ms: 15,
+            kind: "call".into(),
+            step: None,
+            name: None,
+            attempt: Some(0),
+            duration_ms: Some(1),
+            detail: json!({}),
+        }),
+        WriteOp::Enqueue(item(old, 5_000_000)),
+        WriteOp::InsertPause(Pause {
+            id: Ulid::new().to_string(),
+            run_id: old,
+            step: "w".into(),
+            kind: PauseKind::WaitForEvent,
+            event_name: Some("ret2/never".into()),
+            if_exp: None,
+            correlation_id: None,
+            trigger: json!({}),
+            expires_at_ms: 5_000_000,
+        }),
+        WriteOp::SetSingleton { scope: "ret2".into(), key: "k".into(), run_id: old },
+        WriteOp::AppendBatch {
+            function: "ret2-b".into(),
+            key: "".into(),
+            event_id: e_old,
+            run_id: old,
+            now_ms: 10,
+            max_size: 10,
+            timeout_ms: 1_000,
+        },
+        WriteOp::Debounce {
+            function: "ret2-d".into(),
+            key: "k".into(),
+            event_id: e_debounced,
+            run_id: debounced,
+            now_ms: 10,
+            period_ms: 10_000_000,
+            timeout_ms: None,
+        },
+        key("dead", 0, 1_500),
+        key("live", 0, 3_000),
+        throttle("ret2-dead", 0, 1_000),
+        throttle("ret2-live", 0, 10_000),
+        session("ret2-dead", 1_500),
+        session("ret2-live", 5_000),
+        skip(10),
+        skip(1_500),
+    ];
+    store.commit(Commit { ops }).await.unwrap();
+    store.commit(Commit { ops: vec![WriteOp::ClearRunWork(throttled)] }).await.unwrap();
+
+    let out = store.commit(Commit { ops: vec![WriteOp::Purge { now_ms, before_ms, limit: 1_000 }] }).await.unwrap();
+    assert!(out.purged.runs >= 1 && out.purged.events >= 1 && out.purged.expired >= 4, "{:?}", out.purged);
+    assert!(!out.purged.more, "a pass under its limit has nothing more to do");
+
+    assert!(store.run(old).await.unwrap().is_none(), "an old finished run is deleted");
+    assert!(store.run_steps(old).await.unwrap().is_empty(), "with its steps");
+    assert!(store.run_history(old).await.unwrap().is_empty(), "with its history");
+    assert!(store.run_items(old).await.unwrap().is_empty(), "with its leftover queue items");
+    assert!(store.pauses_for_run(old).await.unwrap().is_empty(), "with its leftover pauses");
+    assert_eq!(store.singleton_holder("ret2", "k").await.unwrap(), None, "with the singleton row it held");
+    assert!(store.batch(old).await.unwrap().is_none(), "with its batch row");
+    assert!(store.event(e_old).await.unwrap().is_none(), "and its event");
+    assert!(store.runs_for_event(e_old).await.unwrap().is_empty());
+
+    assert!(store.run(recent).await.unwrap().is_some(), "a run that ended after the cut-off stays");
+    assert!(store.event(e_recent_run).await.unwrap().is_some(), "and so does its old event");
+    assert!(store.event(e_debounced).await.unwrap().is_some(), "an old event a debounce holds stays");
+    assert!(store.event(e_new).await.unwrap().is_some(), "a recent event stays");
+
+    // An expired key is gone: asked again "before" it expired, it is free.
+    let passed = |c: crate::CommitOutcome| c.guards_passed;
+    assert_eq!(passed(store.commit(Commit { ops: vec![key("dead", 0, 1_500)] }).await.unwrap()), vec![true], "expired key deleted");
+    assert_eq!(passed(store.commit(Commit { ops: vec![key("live", 0, 3_000)] }).await.unwrap()), vec![false], "live key kept");
+    // A limiter whose state is in the past is gone: the same first slot is free again.
+    store.commit(Commit { ops: vec![throttle("ret2-dead", 0, 1_000), throttle("ret2-live", 0, 10_000)] }).await.unwrap();
+    let mut times: Vec<i64> = store.run_items(throttled).await.unwrap().iter().map(|i| i.available_at_ms).collect();
+    times.sort();
+    assert_eq!(times, vec![0, 10_000], "the past limiter was deleted, the live one kept");
+    store.commit(Commit { ops: vec![WriteOp::ClearRunWork(throttled)] }).await.unwrap();
+
+    assert_eq!(store.session("ret2-dead").await.unwrap(), None, "an expired session is deleted");
+    assert!(store.session("ret2-live").await.unwrap().is_some(), "a live session stays");
+    let skips: Vec<i64> = store.skips(Some("ret2-f"), 0).await.unwrap().iter().map(|s| s.at_ms).collect();
+    assert_eq!(skips, vec![1_500], "old skips are deleted");
+
+    let take = Guard::TakeDebounce { function: "ret2-d".into(), key: "k".into(), event_id: e_debounced };
+    let cleanup = vec![
+        WriteOp::Guarded { guard: take, then: vec![], otherwise: vec![] },
+        WriteOp::ClearRunWork(debounced),
+        WriteOp::DeleteSession("ret2-live".into()),
+    ];
+    store.commit(Commit { ops: cleanup }).await.unwrap();
+}
+
+/// A pass deletes at most `limit` runs, oldest first, and says when there is more.
+async fn retention_passes_stop_at_their_limit(store: &dyn Store) {
+    let ids = [(); 3].map(|_| (RunId(Ulid::new()), EventId(Ulid::new())));
+    let mut ops = Vec::new();
+    for (i, (r, e)) in ids.iter().enumerate() {
+        ops.push(event_at(*e, 10));
+        ops.push(WriteOp::InsertRun(finished(*r, *e, 30 + i as i64)));
+    }
+    store.commit(Commit { ops }).await.unwrap();
+    let purge = || Commit { ops: vec![WriteOp::Purge { now_ms: 2_000, before_ms: 1_000, limit: 2 }] };
+    let first = store.commit(purge()).await.unwrap().purged;
+    assert_eq!(first.runs, 2, "{first:?}");
+    assert!(first.more, "a pass that reached its limit says there is more: {first:?}");
+    assert!(store.run(ids[0].0).await.unwrap().is_none() && store.run(ids[1].0).await.unwrap().is_none(), "oldest first");
+    assert!(store.run(ids[2].0).await.unwrap().is_some());
+    let second = store.commit(purge()).await.unwrap().purged;
+    assert_eq!(second.runs, 1, "{second:?}");
+    let mut passes = 0;
+    while store.commit(purge()).await.unwrap().purged.more {
+        passes += 1;
+        assert!(passes < 100, "purging never runs out");
+    }
+    for (r, e) in ids {
+        assert!(store.run(r).await.unwrap().is_none());
+        assert!(store.event(e).await.unwrap().is_none());
+    }
 }
 
 async fn paused_functions_are_kept(store: &dyn Store) {
@@ -74,7 +254,7 @@ async fn retention_deletes_only_old_finished_work(store: &dyn Store) {
         })
         .await
         .unwrap();
-    store.commit(Commit { ops: vec![WriteOp::Purge { before_ms: 100, limit: 1000 }] }).await.unwrap();
+    store.commit(Commit { ops: vec![WriteOp::Purge { now_ms: 100, before_ms: 100, limit: 1000 }] }).await.unwrap();
     assert!(store.run(old_run).await.unwrap().is_none(), "an old finished run is deleted");
     assert!(store.event(old_ev).await.unwrap().is_none(), "an old event no live run needs is deleted");
     assert!(store.run(live_run).await.unwrap().is_some(), "a running run is kept");

@@ -8,6 +8,7 @@
 //! inside the commit, so backends need no locks held across calls.
 
 pub mod conformance;
+mod lock;
 pub mod mem;
 pub mod records;
 pub mod sqlite;
@@ -33,6 +34,14 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// Another engine has the database open: stop it, or point this one elsewhere.
+    #[error("database {db} is in use by another Ingot engine ({holder})")]
+    Locked {
+        /// The database file, as given to open.
+        db: String,
+        /// Who holds it, as its lock file says: pid, host, start time and command.
+        holder: String,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -86,4 +95,6 @@ pub trait Store: Send + Sync + 'static {
     async fn paused_functions(&self) -> Result<Vec<String>>;
     /// The run holding a singleton key, if any.
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>>;
+    /// A dashboard session by id, expired or not (the caller compares the expiry to its clock).
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>>;
 }

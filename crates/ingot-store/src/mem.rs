@@ -32,6 +32,7 @@ struct Inner {
     skips: Vec<SkipRecord>,
     singletons: HashMap<(String, String), RunId>,
     paused: std::collections::BTreeSet<String>,
+    sessions: HashMap<String, SessionRecord>,
 }
 
 fn put_item(inner: &mut Inner, item: QueueItem, enqueued: &mut bool) {
@@ -219,34 +220,18 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             }
         }
         WriteOp::Skip(skip) => inner.skips.push(skip),
-        WriteOp::Purge { before_ms, limit } => {
-            let old: Vec<RunId> = inner
-                .runs
-                .values()
-                .filter(|r| r.status().is_terminal() && r.ended_at_ms.is_some_and(|t| t < before_ms))
-                .map(|r| r.id())
-                .take(limit)
-                .collect();
-            for id in &old {
-                inner.runs.remove(id);
-                inner.steps.remove(id);
-                inner.history.remove(id);
-            }
-            let live: HashSet<EventId> =
-                inner.runs.values().filter(|r| !r.status().is_terminal()).flat_map(|r| r.event_ids.clone()).collect();
-            let gone: Vec<EventId> = inner
-                .events
-                .values()
-                .filter(|e| e.received_at_ms < before_ms && !live.contains(&e.internal_id))
-                .map(|e| e.internal_id)
-                .take(limit)
-                .collect();
-            for e in gone {
-                inner.events.remove(&e);
-                inner.run_events.remove(&e);
-            }
-            inner.keys.retain(|_, exp| *exp > before_ms);
-            inner.skips.retain(|s| s.at_ms >= before_ms);
+        WriteOp::Purge { now_ms, before_ms, limit } => {
+            let p = purge(inner, now_ms, before_ms, limit);
+            out.purged.runs += p.runs;
+            out.purged.events += p.events;
+            out.purged.expired += p.expired;
+            out.purged.more |= p.more;
+        }
+        WriteOp::InsertSession(session) => {
+            inner.sessions.insert(session.id.clone(), session);
+        }
+        WriteOp::DeleteSession(id) => {
+            inner.sessions.remove(&id);
         }
         WriteOp::SetPaused { slug, paused } => {
             if paused {
@@ -318,6 +303,74 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             }
         }
     }
+}
+
+/// Removes up to `limit` entries of `map` that `dead` picks; returns how many.
+fn drop_some<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, limit: usize, dead: impl Fn(&V) -> bool) -> usize {
+    let gone: Vec<K> = map.iter().filter(|(_, v)| dead(v)).map(|(k, _)| k.clone()).take(limit).collect();
+    for k in &gone {
+        map.remove(k);
+    }
+    gone.len()
+}
+
+/// One retention pass, as [`WriteOp::Purge`] describes it.
+fn purge(inner: &mut Inner, now_ms: i64, before_ms: i64, limit: usize) -> Purged {
+    let mut old: Vec<&RunRecord> =
+        inner.runs.values().filter(|r| r.status().is_terminal() && r.ended_at_ms.is_some_and(|t| t < before_ms)).collect();
+    old.sort_by_key(|r| r.ended_at_ms);
+    let old: Vec<RunId> = old.into_iter().take(limit).map(|r| r.id()).collect();
+    for id in &old {
+        let Some(run) = inner.runs.remove(id) else { continue };
+        inner.steps.remove(id);
+        inner.history.remove(id);
+        for e in &run.event_ids {
+            if let Some(runs) = inner.run_events.get_mut(e) {
+                runs.retain(|r| r != id);
+                if runs.is_empty() {
+                    inner.run_events.remove(e);
+                }
+            }
+        }
+        let items: Vec<QueueItemId> = inner.queue.values().filter(|q| q.run_id == *id).map(|q| q.id.clone()).collect();
+        for item in items {
+            if let Some(k) = inner.queue.remove(&item).and_then(|q| q.dedupe) {
+                inner.dedupe.remove(&k);
+            }
+        }
+        inner.pauses.retain(|_, p| p.run_id != *id);
+        inner.singletons.retain(|_, holder| holder != id);
+        if let Some(b) = inner.batches.remove(id) {
+            let k = (b.function, b.key);
+            if inner.open_batches.get(&k) == Some(id) {
+                inner.open_batches.remove(&k);
+            }
+        }
+    }
+    let debounced: HashSet<EventId> = inner.debounces.values().map(|d| d.event_id).collect();
+    let gone: Vec<EventId> = inner
+        .events
+        .values()
+        .filter(|e| e.received_at_ms < before_ms && !inner.run_events.contains_key(&e.internal_id) && !debounced.contains(&e.internal_id))
+        .map(|e| e.internal_id)
+        .take(limit)
+        .collect();
+    for e in &gone {
+        inner.events.remove(e);
+    }
+    let keys = drop_some(&mut inner.keys, limit, |exp| *exp <= now_ms);
+    let limiters = drop_some(&mut inner.limiters, limit, |tat| *tat <= now_ms);
+    let sessions = drop_some(&mut inner.sessions, limit, |s| s.expires_at_ms <= now_ms);
+    let skips_before = inner.skips.len();
+    let mut dropped = 0;
+    inner.skips.retain(|s| {
+        let old = s.at_ms < before_ms && dropped < limit;
+        dropped += usize::from(old);
+        !old
+    });
+    let skips = skips_before - inner.skips.len();
+    let more = limit > 0 && [old.len(), gone.len(), keys, limiters, sessions, skips].iter().any(|n| *n >= limit);
+    Purged { runs: old.len(), events: gone.len(), expired: keys + limiters + sessions + skips, more }
 }
 
 #[async_trait]
@@ -467,5 +520,9 @@ impl Store for MemStore {
 
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>> {
         Ok(self.lock().singletons.get(&(scope.to_string(), key.to_string())).copied())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        Ok(self.lock().sessions.get(id).cloned())
     }
 }

@@ -226,10 +226,15 @@ pub enum WriteOp {
     InsertPause(Pause),
     /// Deletes every queued item and pause of a run (it ended).
     ClearRunWork(RunId),
-    /// Retention: deletes up to `limit` runs that ended before `before_ms` (with their
-    /// steps and history), events received before it that no live run needs, expired
-    /// idempotency keys and old skip records.
+    /// Retention, one pass: deletes up to `limit` runs that ended before `before_ms`
+    /// with everything they left (steps, history, event links, queue items, pauses,
+    /// singleton and batch rows), up to `limit` events received before it that no
+    /// remaining run or debounce needs, and up to `limit` rows each of the state that
+    /// is dead at `now_ms`: expired idempotency and unique keys, throttle and rate-limit
+    /// rows whose state is in the past, expired sessions, and skips recorded before
+    /// `before_ms`. [`CommitOutcome::purged`] says whether a limit was reached.
     Purge {
+        now_ms: i64,
         before_ms: i64,
         limit: usize,
     },
@@ -285,6 +290,20 @@ pub enum WriteOp {
         key: String,
         run_id: RunId,
     },
+    /// Stores a dashboard session (replacing one with the same id).
+    InsertSession(SessionRecord),
+    /// Deletes a dashboard session, if it is there (sign-out).
+    DeleteSession(String),
+}
+
+/// A signed-in dashboard session. `id` is a digest of the token the browser
+/// holds in its cookie, never the token itself, so a copy of the database
+/// cannot be replayed as a cookie.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
 }
 
 /// A debounce waiting to fire.
@@ -328,6 +347,21 @@ pub struct Commit {
 pub struct CommitOutcome {
     /// Guards that passed, in the order they appear (depth first).
     pub guards_passed: Vec<bool>,
+    /// What the commit's [`WriteOp::Purge`] deleted (zero without one).
+    pub purged: Purged,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Finished runs deleted, with their steps, history and leftovers.
+    pub runs: usize,
+    /// Events deleted.
+    pub events: usize,
+    /// Rows of dead state deleted: keys, limiters, sessions, skips.
+    pub expired: usize,
+    /// A limit was reached: another pass right away has more to delete.
+    pub more: bool,
 }
 
 /// Filters for listing runs.
@@ -431,6 +465,7 @@ pub fn state_to_json(s: &RunState) -> Value {
         "planned": s.planned,
         "pending": s.pending,
         "concurrency": s.concurrency.iter().map(|k| json!({"key": k.key, "limit": k.limit})).collect::<Vec<_>>(),
+        "state_bytes": s.state_bytes,
     })
 }
 
@@ -465,5 +500,6 @@ pub fn state_from_json(run_id: RunId, status: RunStatus, v: &Value) -> Result<Ru
                     .collect()
             })
             .unwrap_or_default(),
+        state_bytes: v.get("state_bytes").and_then(Value::as_u64).unwrap_or(0),
     })
 }

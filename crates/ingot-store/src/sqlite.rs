@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "0001_init.sql", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "0002_flow_control.sql", include_str!("../migrations/sqlite/0002_flow_control.sql")),
     (3, "0003_paused_functions.sql", include_str!("../migrations/sqlite/0003_paused_functions.sql")),
+    (4, "0004_retention_sessions.sql", include_str!("../migrations/sqlite/0004_retention_sessions.sql")),
 ];
 
 enum Request {
@@ -47,12 +48,14 @@ enum Request {
     Claim(i64, usize, oneshot::Sender<Result<Claim>>),
 }
 
-/// The SQLite-backed store.
+/// The SQLite-backed store. Only one may have a database open at a time
+/// (`<db>.lock`, see [`crate::lock`]): dropping it lets the next one in.
 pub struct SqliteStore {
     readers: Arc<Readers>,
     tx: mpsc::Sender<Request>,
     inflight: Arc<Mutex<HashSet<QueueItemId>>>,
     notify: Arc<Notify>,
+    _lock: crate::lock::DbLock,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -69,10 +72,13 @@ fn stopped() -> StoreError {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Fails with [`StoreError::Locked`] while another store has it open.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
+        // Before anything touches the file, so two engines never race the migrations either.
+        let lock = crate::lock::acquire(path)?;
         let (tx, rx) = mpsc::channel(4096);
         let inflight = Arc::new(Mutex::new(HashSet::new()));
         let notify = Arc::new(Notify::new());
@@ -95,7 +101,7 @@ impl SqliteStore {
         // Open one reader now, so a file we cannot read fails here and not on first use.
         let first = readers.clone();
         tokio::task::spawn_blocking(move || first.with(|_| Ok(()))).await.map_err(|e| StoreError::Unavailable(e.to_string()))??;
-        Ok(SqliteStore { readers, tx, inflight, notify })
+        Ok(SqliteStore { readers, tx, inflight, notify, _lock: lock })
     }
 
     async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request) -> Result<T> {
@@ -520,34 +526,23 @@ fn apply_all(conn: &Connection, ops: &[WriteOp]) -> Result<CommitOutcome> {
                     params![scope, key, run_id.to_string()],
                 )?;
             }
-            WriteOp::Purge { before_ms, limit } => {
-                let limit = *limit as i64;
-                let runs: Vec<String> = query_all(
-                    conn,
-                    "SELECT id FROM runs WHERE status != 'Running' AND ended_at_ms < ? LIMIT ?",
-                    params![before_ms, limit],
-                    |row| col(row, "id"),
-                )?;
-                for id in &runs {
-                    for sql in [
-                        "DELETE FROM runs WHERE id = ?",
-                        "DELETE FROM steps WHERE run_id = ?",
-                        "DELETE FROM history WHERE run_id = ?",
-                        "DELETE FROM run_events WHERE run_id = ?",
-                    ] {
-                        exec(conn, sql, params![id])?;
-                    }
-                }
+            WriteOp::Purge { now_ms, before_ms, limit } => {
+                let p = purge(conn, *now_ms, *before_ms, *limit)?;
+                let acc = &mut out.purged;
+                acc.runs += p.runs;
+                acc.events += p.events;
+                acc.expired += p.expired;
+                acc.more |= p.more;
+            }
+            WriteOp::InsertSession(session) => {
                 exec(
                     conn,
-                    "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e WHERE e.received_at_ms < ?1
-                     AND NOT EXISTS (SELECT 1 FROM run_events re JOIN runs r ON r.id = re.run_id WHERE re.event_id = e.internal_id AND r.status = 'Running')
-                     LIMIT ?2)",
-                    params![before_ms, limit],
+                    "INSERT OR REPLACE INTO sessions (id, created_at_ms, expires_at_ms) VALUES (?,?,?)",
+                    params![session.id, session.created_at_ms, session.expires_at_ms],
                 )?;
-                exec(conn, "DELETE FROM run_events WHERE run_id NOT IN (SELECT id FROM runs)", params![])?;
-                exec(conn, "DELETE FROM unique_keys WHERE expires_at_ms <= ?", params![before_ms])?;
-                exec(conn, "DELETE FROM skips WHERE at_ms < ?", params![before_ms])?;
+            }
+            WriteOp::DeleteSession(id) => {
+                exec(conn, "DELETE FROM sessions WHERE id = ?", params![id])?;
             }
             WriteOp::Skip(skip) => {
                 exec(
@@ -656,6 +651,66 @@ fn apply_all(conn: &Connection, ops: &[WriteOp]) -> Result<CommitOutcome> {
         }
     }
     Ok(out)
+}
+
+/// What a finished run leaves behind, by run id (its queue items and pauses
+/// are normally cleared when it ends; leftovers go with it).
+const RUN_LEFTOVERS: [&str; 8] = [
+    "DELETE FROM steps WHERE run_id = ?",
+    "DELETE FROM history WHERE run_id = ?",
+    "DELETE FROM run_events WHERE run_id = ?",
+    "DELETE FROM queue WHERE run_id = ?",
+    "DELETE FROM pauses WHERE run_id = ?",
+    "DELETE FROM singletons WHERE run_id = ?",
+    "DELETE FROM batches WHERE run_id = ?",
+    "DELETE FROM runs WHERE id = ?",
+];
+
+/// State that is dead at `now` (?1), `limit` (?2) rows at a time. A limiter
+/// whose theoretical arrival time has passed acts as no row at all (GCRA
+/// starts from `max(tat, now)`), so deleting it changes nothing.
+const EXPIRED: [&str; 3] = [
+    "DELETE FROM unique_keys WHERE rowid IN (SELECT rowid FROM unique_keys WHERE expires_at_ms <= ?1 LIMIT ?2)",
+    "DELETE FROM limiters WHERE rowid IN (SELECT rowid FROM limiters WHERE tat_ms <= ?1 LIMIT ?2)",
+    "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE expires_at_ms <= ?1 LIMIT ?2)",
+];
+
+/// One retention pass (see [`WriteOp::Purge`]); every query walks an index
+/// on the column it purges by (migration 0004).
+fn purge(conn: &Connection, now_ms: i64, before_ms: i64, limit: usize) -> Result<Purged> {
+    let max = limit as i64;
+    let runs: Vec<String> = query_all(
+        conn,
+        "SELECT id FROM runs WHERE ended_at_ms < ? AND status != 'Running' ORDER BY ended_at_ms LIMIT ?",
+        params![before_ms, max],
+        |row| col(row, "id"),
+    )?;
+    for id in &runs {
+        for sql in RUN_LEFTOVERS {
+            exec(conn, sql, params![id])?;
+        }
+    }
+    // After the runs, so the events of the runs just deleted go in the same pass.
+    let events = exec(
+        conn,
+        "DELETE FROM events WHERE internal_id IN (SELECT e.internal_id FROM events e WHERE e.received_at_ms < ?1
+         AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id)
+         AND NOT EXISTS (SELECT 1 FROM debounces d WHERE d.event_id = e.internal_id)
+         ORDER BY e.received_at_ms LIMIT ?2)",
+        params![before_ms, max],
+    )?;
+    // A limit of 0 deletes nothing and has nothing more to do.
+    let full = |n: usize| limit > 0 && n >= limit;
+    let mut more = full(runs.len()) || full(events);
+    let mut expired = 0;
+    for sql in EXPIRED {
+        let n = exec(conn, sql, params![now_ms, max])?;
+        more |= full(n);
+        expired += n;
+    }
+    let skips = exec(conn, "DELETE FROM skips WHERE id IN (SELECT id FROM skips WHERE at_ms < ?1 LIMIT ?2)", params![before_ms, max])?;
+    more |= full(skips);
+    Ok(Purged { runs: runs.len(), events, expired: expired + skips, more })
 }
 
 /// Inserts a queue item; `replace` replaces an item with the same id (or dedupe key), else it is kept.
@@ -1067,6 +1122,16 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            query_opt(conn, "SELECT id, created_at_ms, expires_at_ms FROM sessions WHERE id = ?", params![id], |r| {
+                Ok(SessionRecord { id: col(r, "id")?, created_at_ms: col(r, "created_at_ms")?, expires_at_ms: col(r, "expires_at_ms")? })
+            })
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1088,6 +1153,74 @@ mod tests {
         for (i, (number, name, _)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(*number, i as i64 + 1);
             assert_eq!(name[..4].parse::<i64>().unwrap(), *number);
+        }
+    }
+
+    /// Every table is either purged by retention or bounded by configuration:
+    /// a new table must be added here, and to `purge` if it grows per run or event.
+    #[tokio::test]
+    async fn every_table_is_purged_or_bounded() {
+        const PURGED: &[&str] = &[
+            "runs",
+            "steps",
+            "history",
+            "run_events",
+            "queue",
+            "pauses",
+            "singletons",
+            "batches",
+            "events",
+            "unique_keys",
+            "limiters",
+            "sessions",
+            "skips",
+        ];
+        // Apps, functions and paused functions are as many as were synced; a
+        // debounce row lives only until its run starts (`TakeDebounce`).
+        const BOUNDED: &[&str] = &["apps", "functions", "paused_functions", "debounces"];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingot.db");
+        drop(super::SqliteStore::open(&path).await.unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt =
+            conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").unwrap();
+        let mut tables: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+        tables.sort();
+        let mut known: Vec<String> = PURGED.iter().chain(BOUNDED).map(|t| t.to_string()).collect();
+        known.sort();
+        assert_eq!(tables, known);
+        for sql in super::RUN_LEFTOVERS {
+            assert!(PURGED.iter().any(|t| sql.contains(&format!(" {t} "))), "{sql}");
+        }
+    }
+
+    /// Each retention query walks an index, never a whole table that grows with the load.
+    #[tokio::test]
+    async fn retention_queries_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingot.db");
+        drop(super::SqliteStore::open(&path).await.unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows: Vec<String> = stmt.query_map([1i64, 2i64], |r| r.get::<_, String>(3)).unwrap().map(|r| r.unwrap()).collect();
+            rows.join("; ")
+        };
+        let queries = [
+            "SELECT id FROM runs WHERE ended_at_ms < ?1 AND status != 'Running' ORDER BY ended_at_ms LIMIT ?2",
+            "SELECT e.internal_id FROM events e WHERE e.received_at_ms < ?1
+             AND NOT EXISTS (SELECT 1 FROM run_events re WHERE re.event_id = e.internal_id)
+             AND NOT EXISTS (SELECT 1 FROM debounces d WHERE d.event_id = e.internal_id) ORDER BY e.received_at_ms LIMIT ?2",
+            "SELECT rowid FROM unique_keys WHERE expires_at_ms <= ?1 LIMIT ?2",
+            "SELECT rowid FROM limiters WHERE tat_ms <= ?1 LIMIT ?2",
+            "SELECT rowid FROM sessions WHERE expires_at_ms <= ?1 LIMIT ?2",
+            "SELECT id FROM skips WHERE at_ms < ?1 LIMIT ?2",
+            "SELECT 1 FROM run_events WHERE run_id = ?1 LIMIT ?2",
+            "SELECT 1 FROM singletons WHERE run_id = ?1 LIMIT ?2",
+        ];
+        for sql in queries {
+            let p = plan(sql);
+            assert!(p.starts_with("SEARCH") && !p.contains("SCAN"), "{sql}\n  → {p}");
         }
     }
 
