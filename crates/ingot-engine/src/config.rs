@@ -74,7 +74,7 @@ pub enum ConfigError {
 pub fn check_signing_key(key: &str) -> Result<(), ConfigError> {
     let hex = ingot_protocol::signature::normalize_key(key.trim());
     let described = if hex.is_empty() { "an empty key".to_string() } else { format!("{} characters", hex.len()) };
-    if hex.len() < MIN_SIGNING_KEY_HEX || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.len() < MIN_SIGNING_KEY_HEX || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ConfigError::BadSigningKey(described));
     }
     Ok(())

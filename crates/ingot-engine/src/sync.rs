@@ -145,15 +145,19 @@ impl Engine {
 
     /// Asks the app at `url` to sync (`PUT`), recording an error on failure.
     pub async fn ping(self: &Arc<Self>, url: &str) -> Result<(), String> {
-        let result = self
+        let body = json!({ "url": url }).to_string();
+        let mut req = self
             .http
             .put(url)
             .header("X-Inngest-Server-Kind", self.config.mode.server_kind())
             .header("Content-Type", "application/json")
-            .timeout(Duration::from_secs(30))
-            .body(json!({ "url": url }).to_string())
-            .send()
-            .await;
+            .timeout(Duration::from_secs(30));
+        // Signed like a call, so an app in cloud mode can trust the sync.
+        if let Some(key) = self.config.signing_key.as_deref() {
+            let signature = ingot_protocol::signature::sign(body.as_bytes(), key, self.clock.now_ms() / 1000);
+            req = req.header("X-Inngest-Signature", signature);
+        }
+        let result = req.body(body).send().await;
         let error = match result {
             Ok(resp) if resp.status().is_success() => None,
             Ok(resp) => {
