@@ -3,14 +3,20 @@
 //! are, [`RawSettings::resolve`] validates them and applies the defaults.
 //!
 //! Outside dev mode the settings that have no safe default are required:
-//! `SMTP_URL` (in dev mode mail goes to an outbox folder instead) and
-//! `WEBHOOK_SECRET` (in dev mode a fixed, logged dev secret is used).
+//! `SMTP_URL` (in dev mode mail goes to an outbox folder instead),
+//! `WEBHOOK_SECRET` (in dev mode a fixed, logged dev secret is used) and
+//! `ADVERT_API_TOKEN` (in dev mode the app API is open unless it is set).
+//! Webhooks go to public addresses only unless `WEBHOOK_ALLOW_PRIVATE=true`,
+//! in every mode.
 //! The `INNGEST_*` variables belong to the client ([`crate::jobs::client`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::auth::{ApiAccess, ApiToken};
+use crate::jobs::webhook::destination::DestinationPolicy;
 use crate::jobs::webhook::signature::WebhookSecret;
+use crate::storage;
 
 /// Where the app keeps its files when nothing else is said.
 pub const DEFAULT_DATA_DIR: &str = ".advert-01";
@@ -70,6 +76,8 @@ pub struct RawSettings {
     webhook_secret: Option<String>,
     webhook_timeout_secs: Option<String>,
     webhook_concurrency: Option<String>,
+    webhook_allow_private: Option<String>,
+    api_token: Option<String>,
 }
 
 /// S3-compatible export storage.
@@ -135,6 +143,10 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Deliveries to one destination at once.
     pub webhook_concurrency: u32,
+    /// Which addresses webhooks may go to.
+    pub webhook_destinations: DestinationPolicy,
+    /// Who may use the app API (`/api/*` but `/api/inngest`).
+    pub api_access: ApiAccess,
 }
 
 impl std::fmt::Debug for Settings {
@@ -144,6 +156,7 @@ impl std::fmt::Debug for Settings {
             .field("database", &self.database)
             .field("export", &self.export)
             .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_destinations", &self.webhook_destinations)
             .finish_non_exhaustive()
     }
 }
@@ -160,6 +173,15 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, SettingsError> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(SettingsError::Invalid { var, value: v.to_string(), reason: "expected true or false".into() }),
+    }
+}
+
+/// Reads `WEBHOOK_ALLOW_PRIVATE`: public destinations only unless it is
+/// true (in every mode: a receiver on this machine needs it in dev mode too).
+pub fn webhook_policy(allow_private: Option<&str>) -> Result<DestinationPolicy, SettingsError> {
+    match allow_private.map(str::trim).filter(|v| !v.is_empty()).map(|v| parse_bool("WEBHOOK_ALLOW_PRIVATE", v)).transpose()? {
+        Some(true) => Ok(DestinationPolicy::AnyAddress),
+        Some(false) | None => Ok(DestinationPolicy::PublicOnly),
     }
 }
 
@@ -185,6 +207,8 @@ impl RawSettings {
             webhook_secret: get("WEBHOOK_SECRET"),
             webhook_timeout_secs: get("WEBHOOK_TIMEOUT_SECS"),
             webhook_concurrency: get("WEBHOOK_CONCURRENCY"),
+            webhook_allow_private: get("WEBHOOK_ALLOW_PRIVATE"),
+            api_token: get("ADVERT_API_TOKEN"),
         }
     }
 
@@ -243,17 +267,40 @@ impl RawSettings {
                 }
             },
         };
+        let webhook_destinations = webhook_policy(self.webhook_allow_private.as_deref())?;
+        let api_access = match self.api_token {
+            Some(t) => ApiAccess::Token(ApiToken::parse(&t).map_err(|e| SettingsError::Invalid {
+                var: "ADVERT_API_TOKEN",
+                value: "(hidden)".into(),
+                reason: e.to_string(),
+            })?),
+            None if dev => ApiAccess::Open,
+            None => {
+                return Err(SettingsError::Missing {
+                    var: "ADVERT_API_TOKEN",
+                    why: "the app API at /api/* is only served to requests carrying it",
+                })
+            }
+        };
+        let export_prefix = self.export_prefix.unwrap_or_default().trim_matches('/').to_string();
+        storage::check_prefix(&export_prefix).map_err(|e| SettingsError::Invalid {
+            var: "EXPORT_PREFIX",
+            value: export_prefix.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Settings {
             database,
             data_dir,
             mail,
             mail_from: self.mail_from.unwrap_or_else(|| DEFAULT_MAIL_FROM.to_string()),
             export,
-            export_prefix: self.export_prefix.unwrap_or_default().trim_matches('/').to_string(),
+            export_prefix,
             webhook_secret,
             webhook_secret_is_dev,
             webhook_timeout,
             webhook_concurrency,
+            webhook_destinations,
+            api_access,
         })
     }
 }

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ingot_core::backoff::RetryPolicy;
 
+use advert_01::config;
 use advert_01::jobs::client::{self, EngineTarget};
 use advert_01::server::{self, EngineChoice, StartOptions, DEFAULT_APP_ADDR, DEFAULT_ENGINE_ADDR};
 
@@ -96,7 +97,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         (url, _) => EngineChoice::External { url: url.clone() },
     };
-    let running = server::start(StartOptions { app_addr: a.addr, engine, lookup: server::process_env() }).await?;
+    let running =
+        server::start(StartOptions { app_addr: a.addr, engine, lookup: server::process_env(), resolver: server::system_resolver() })
+            .await?;
     if running.engine.is_some() {
         match running.wait_synced(server::SYNC_TIMEOUT).await {
             Ok(slugs) => tracing::info!(functions = slugs.len(), "advert-01 synced with the embedded engine"),
@@ -121,7 +124,9 @@ async fn send(a: SendArgs) -> anyhow::Result<()> {
     let nothing_set = std::env::var("INNGEST_DEV").is_err() && std::env::var("INNGEST_EVENT_KEY").is_err();
     let target = EngineTarget { base_url: a.engine_url.clone(), force_dev: nothing_set };
     let client = client::client(&target)?;
-    let id = client::send_named(&client, &a.name, data).await?;
+    // The same refusals as the app's API; the app checks again on delivery.
+    let webhooks = config::webhook_policy(std::env::var("WEBHOOK_ALLOW_PRIVATE").ok().as_deref())?;
+    let id = client::send_named(&client, &a.name, data, webhooks).await?;
     println!("{}", serde_json::json!({"ids": [id.as_str()], "name": a.name}));
     eprintln!("sent {} ({id}); watch it at {}/runs", a.name, client.api_origin());
     Ok(())

@@ -21,11 +21,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::auth::ApiAccess;
 use crate::api::{self, AppState};
 use crate::config::{RawSettings, Settings, SettingsError};
 use crate::db::{Db, DbError};
 use crate::jobs::client::{self, EngineTarget, APP_ID};
 use crate::jobs::email::{EmailError, Mailer};
+use crate::jobs::webhook::destination::{DestinationPolicy, Destinations, HostResolver, SystemResolver};
 use crate::jobs::{self, Deps};
 use crate::storage::{ExportStore, StorageError};
 
@@ -73,6 +75,13 @@ pub struct StartOptions {
     pub engine: EngineChoice,
     /// Where settings come from.
     pub lookup: Lookup,
+    /// Resolves webhook destinations ([`system_resolver`] but in tests).
+    pub resolver: Arc<dyn HostResolver>,
+}
+
+/// The operating system's resolver, for [`StartOptions::resolver`].
+pub fn system_resolver() -> Arc<dyn HostResolver> {
+    Arc::new(SystemResolver)
 }
 
 /// Starting failed.
@@ -114,9 +123,6 @@ pub enum StartError {
         /// What was last seen.
         last: String,
     },
-    /// An HTTP client could not be built.
-    #[error("HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
 }
 
 /// The running app (and engine, when embedded).
@@ -152,14 +158,20 @@ fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<
     })
 }
 
-/// Builds the jobs' dependencies from settings.
+/// Builds the jobs' dependencies from settings, resolving webhook
+/// destinations with the system resolver.
 pub async fn deps(settings: Settings) -> Result<Arc<Deps>, StartError> {
+    deps_with(settings, system_resolver()).await
+}
+
+/// Builds the jobs' dependencies from settings and a resolver.
+pub async fn deps_with(settings: Settings, resolver: Arc<dyn HostResolver>) -> Result<Arc<Deps>, StartError> {
     let db = Db::open(&settings.database).await?;
     let mailer = Mailer::new(&settings.mail)?;
     let exports = ExportStore::new(&settings.export, &settings.export_prefix)?;
-    // Receivers must answer the URL they were given: a redirect is refused.
-    let webhook_http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    Ok(Arc::new(Deps { db, settings, mailer, exports, webhook_http }))
+    // A name gets as long to resolve as a delivery gets to answer.
+    let webhooks = Destinations::new(settings.webhook_destinations, resolver, settings.webhook_timeout);
+    Ok(Arc::new(Deps { db, settings, mailer, exports, webhooks }))
 }
 
 /// Starts the app, and the engine when embedded.
@@ -182,8 +194,14 @@ pub async fn start(opts: StartOptions) -> Result<Running, StartError> {
     if settings.webhook_secret_is_dev {
         tracing::warn!("WEBHOOK_SECRET is not set: webhooks are signed with the public dev secret");
     }
+    if matches!(settings.api_access, ApiAccess::Open) {
+        tracing::warn!("ADVERT_API_TOKEN is not set: the app API is open to anyone who can reach it (dev mode)");
+    }
+    if settings.webhook_destinations == DestinationPolicy::AnyAddress {
+        tracing::warn!("WEBHOOK_ALLOW_PRIVATE=true: webhooks may go to private and loopback addresses");
+    }
     let data_dir = settings.data_dir.clone();
-    let deps = deps(settings).await?;
+    let deps = deps_with(settings, opts.resolver.clone()).await?;
     let functions = jobs::functions(&deps);
     let function_count = functions.len();
     let engine_url = client.api_origin().to_string();

@@ -2,13 +2,17 @@
 //! introspection, PUT sync, POST calls, via [`ingot::Handler`]) and a small
 //! API for the app's own code: send an event by name (checked against its
 //! payload type, then [`ingot::Client::send`]), read a stored strategy, the
-//! webhook attempts, and download an export.
+//! webhook attempts, and download an export. Outside dev mode the app API
+//! needs the API token ([`auth`]); `/api/inngest` checks the engine's
+//! request signatures instead, and `/` and `/health` stay open.
+
+pub mod auth;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -37,6 +41,9 @@ pub enum ApiError {
     /// The request is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// No API token, or the wrong one.
+    #[error("{0}")]
+    Unauthorized(String),
     /// Nothing there.
     #[error("{0}")]
     NotFound(String),
@@ -52,6 +59,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(detail) => {
@@ -59,7 +67,11 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, Json(json!({"error": self.to_string()}))).into_response()
+        let mut resp = (status, Json(json!({"error": self.to_string()}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
     }
 }
 
@@ -69,18 +81,25 @@ impl From<crate::db::DbError> for ApiError {
     }
 }
 
-/// The app's router: `/api/inngest` serving `functions`, and the app API.
+/// The app's router: `/api/inngest` serving `functions`, and the app API
+/// behind [`auth::require`].
 pub fn router(state: AppState, functions: Vec<Function>) -> Router {
     let inngest = ingot::Handler::new(&state.client, functions);
-    Router::new()
-        .route(ingot::serve::DEFAULT_PATH, inngest.method_router())
-        .route("/", get(index))
-        .route("/health", get(|| async { Json(json!({"ok": true})) }))
+    let access = state.deps.settings.api_access.clone();
+    // `route_layer`: only matched routes ask for the token, so an unknown
+    // path is a 404 whoever asks.
+    let app_api = Router::new()
         .route("/api/events", get(list_events))
         .route("/api/events/{*name}", post(send_event))
         .route("/api/strategies/{id}", get(get_strategy))
         .route("/api/webhooks/attempts", get(list_attempts))
         .route("/api/exports/{*key}", get(download_export))
+        .route_layer(axum::middleware::from_fn_with_state(access, auth::require));
+    Router::new()
+        .route(ingot::serve::DEFAULT_PATH, inngest.method_router())
+        .route("/", get(index))
+        .route("/health", get(|| async { Json(json!({"ok": true})) }))
+        .merge(app_api)
         .with_state(state)
 }
 
@@ -90,6 +109,10 @@ async fn index(State(s): State<AppState>) -> Json<Value> {
         "mode": s.client.mode().as_str(),
         "engine": s.engine_url,
         "dashboard": s.engine_url,
+        "api_auth": match s.deps.settings.api_access {
+            auth::ApiAccess::Open => "open (dev mode without ADVERT_API_TOKEN)",
+            auth::ApiAccess::Token(_) => "Authorization: Bearer <ADVERT_API_TOKEN> on /api/* but /api/inngest",
+        },
         "endpoints": {
             "inngest": "GET/PUT/POST /api/inngest",
             "send an event": "POST /api/events/{name} with the event's data as the body",
@@ -106,10 +129,10 @@ async fn list_events() -> Json<Value> {
 }
 
 async fn send_event(State(s): State<AppState>, Path(name): Path<String>, Json(data): Json<Value>) -> Result<Json<Value>, ApiError> {
-    match client::send_named(&s.client, &name, data).await {
+    match client::send_named(&s.client, &name, data, s.deps.webhooks.policy()).await {
         Ok(id) => Ok(Json(json!({"ids": [id], "name": name}))),
         Err(e @ SendNamedError::UnknownEvent { .. }) => Err(ApiError::NotFound(e.to_string())),
-        Err(e @ SendNamedError::InvalidData { .. }) => Err(ApiError::BadRequest(e.to_string())),
+        Err(e @ (SendNamedError::InvalidData { .. } | SendNamedError::Refused { .. })) => Err(ApiError::BadRequest(e.to_string())),
         Err(e @ SendNamedError::Send(_)) => Err(ApiError::Upstream(e.to_string())),
     }
 }

@@ -45,6 +45,9 @@ use ingot::{Client, ClientBuilder, ConfigError, Event, EventId, SendError, Typed
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::export_pdf;
+use super::webhook::destination::{self, DestinationPolicy};
+
 /// The app id the engine knows advert-01 by.
 pub const APP_ID: &str = "advert-01";
 
@@ -356,6 +359,15 @@ pub enum SendNamedError {
         /// What serde said.
         source: serde_json::Error,
     },
+    /// The data fits, but asks for something the app refuses (a webhook
+    /// to a private address, an export name that leaves its folder).
+    #[error("{name} refused: {reason}")]
+    Refused {
+        /// The event name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The engine did not take the event.
     #[error(transparent)]
     Send(#[from] SendError),
@@ -367,15 +379,30 @@ fn typed<E: Event>(data: Value) -> Result<TypedEvent<E>, SendNamedError> {
         .map_err(|source| SendNamedError::InvalidData { name: E::NAME.to_string(), source })
 }
 
+fn refused(name: &str, reason: impl std::fmt::Display) -> SendNamedError {
+    SendNamedError::Refused { name: name.to_string(), reason: reason.to_string() }
+}
+
 /// Sends the event `name` with JSON `data`, checked against the event's
-/// payload type first (so a bad payload never reaches the engine).
-pub async fn send_named(client: &Client, name: &str, data: Value) -> Result<EventId, SendNamedError> {
+/// payload type first (so a bad payload never reaches the engine), and
+/// what the functions would refuse anyway refused here: a webhook URL that
+/// `webhooks` does not allow as written, an export name or id that could
+/// leave the export folder. (The functions check again when they run.)
+pub async fn send_named(client: &Client, name: &str, data: Value, webhooks: DestinationPolicy) -> Result<EventId, SendNamedError> {
     let id = match name {
         HelloWorld::NAME => client.send(typed::<HelloWorld>(data)?).await?,
         SendEmail::NAME => client.send(typed::<SendEmail>(data)?).await?,
         GenerateStrategy::NAME => client.send(typed::<GenerateStrategy>(data)?).await?,
-        ExportPdf::NAME => client.send(typed::<ExportPdf>(data)?).await?,
-        DeliverWebhook::NAME => client.send(typed::<DeliverWebhook>(data)?).await?,
+        ExportPdf::NAME => {
+            let event = typed::<ExportPdf>(data)?;
+            export_pdf::check_request(&event.data).map_err(|e| refused(name, e))?;
+            client.send(event).await?
+        }
+        DeliverWebhook::NAME => {
+            let event = typed::<DeliverWebhook>(data)?;
+            destination::check_url(&event.data.url, webhooks).map_err(|e| refused(name, e))?;
+            client.send(event).await?
+        }
         other => return Err(SendNamedError::UnknownEvent { name: other.to_string() }),
     };
     Ok(id)
@@ -398,6 +425,6 @@ pub fn examples() -> Value {
             "end_date": "2026-05-31"
         },
         ExportPdf::NAME: {"document": {"kind": "note", "title": "Hello", "body": "A first PDF."}},
-        DeliverWebhook::NAME: {"url": "http://127.0.0.1:9000/hooks", "payload": {"type": "strategy.generated", "data": {"id": "..."}}},
+        DeliverWebhook::NAME: {"url": "https://hooks.example.com/advert-01", "payload": {"type": "strategy.generated", "data": {"id": "..."}}},
     })
 }

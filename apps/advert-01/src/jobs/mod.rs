@@ -36,8 +36,9 @@ pub struct Deps {
     pub mailer: email::Mailer,
     /// Where PDFs go.
     pub exports: ExportStore,
-    /// The HTTP client for webhook deliveries (no redirects followed).
-    pub webhook_http: reqwest::Client,
+    /// Where webhooks may go, and the pinned HTTP client of each delivery
+    /// (no redirects followed, no proxy).
+    pub webhooks: webhook::destination::Destinations,
 }
 
 /// Every function of the app.

@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
+use advert_01::api::auth::ApiAccess;
 use advert_01::config::{ExportTarget, MailTarget, RawSettings, SettingsError, DEFAULT_MAIL_FROM};
 use advert_01::jobs::client::{client_from, EngineTarget, APP_ID};
+use advert_01::jobs::webhook::destination::DestinationPolicy;
 use ingot::{ConfigError, Mode};
 
 const SIGNING_KEY: &str = "signkey-prod-0123456789abcdef0123456789abcdef";
@@ -83,6 +85,14 @@ fn app_settings_have_dev_fallbacks_and_are_required_outside_dev() {
     let err = RawSettings::from_lookup(env(&[("SMTP_URL", "smtp://mail:25")])).resolve(false).unwrap_err();
     assert!(matches!(err, SettingsError::Missing { var: "WEBHOOK_SECRET", .. }), "{err}");
     assert!(err.to_string().contains("INNGEST_DEV=1"), "{err}");
+    let err =
+        RawSettings::from_lookup(env(&[("SMTP_URL", "smtp://mail:25"), ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]))
+            .resolve(false)
+            .unwrap_err();
+    assert!(matches!(err, SettingsError::Missing { var: "ADVERT_API_TOKEN", .. }), "{err}");
+    // Dev mode: the API is open and webhooks still go to public addresses only.
+    assert!(matches!(s.api_access, ApiAccess::Open));
+    assert_eq!(s.webhook_destinations, DestinationPolicy::PublicOnly);
 
     let prod = [
         ("SMTP_URL", "smtps://user:pw@mail.example.com:465"),
@@ -92,8 +102,14 @@ fn app_settings_have_dev_fallbacks_and_are_required_outside_dev() {
         ("EXPORT_S3_ALLOW_HTTP", "yes"),
         ("WEBHOOK_TIMEOUT_SECS", "2.5"),
         ("WEBHOOK_CONCURRENCY", "4"),
+        ("ADVERT_API_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("EXPORT_PREFIX", "/advert-01/pdf/"),
     ];
     let s = RawSettings::from_lookup(env(&prod)).resolve(false).unwrap();
+    assert!(matches!(&s.api_access, ApiAccess::Token(t) if t.matches("0123456789abcdef0123456789abcdef")));
+    assert_eq!((s.webhook_destinations, s.export_prefix.as_str()), (DestinationPolicy::AnyAddress, "advert-01/pdf"));
+    assert!(!format!("{s:?}").contains("0123456789abcdef"), "the token never shows in Debug");
     assert!(matches!(&s.mail, MailTarget::Smtp { url, .. } if url.starts_with("smtps://")));
     let ExportTarget::S3(s3) = &s.export else { panic!("S3 expected: {:?}", s.export) };
     assert_eq!((s3.bucket.as_str(), s3.region.as_str(), s3.allow_http), ("pdfs", "us-east-1", true));
@@ -107,6 +123,12 @@ fn app_settings_have_dev_fallbacks_and_are_required_outside_dev() {
         ("WEBHOOK_TIMEOUT_SECS", "-1"),
         ("WEBHOOK_CONCURRENCY", "0"),
         ("EXPORT_S3_ALLOW_HTTP", "maybe"),
+        ("ADVERT_API_TOKEN", "too-short"),
+        ("ADVERT_API_TOKEN", "a token with spaces in it"),
+        ("WEBHOOK_ALLOW_PRIVATE", "sometimes"),
+        ("EXPORT_PREFIX", "advert-01/../other"),
+        ("EXPORT_PREFIX", "pdf\\..\\up"),
+        ("EXPORT_PREFIX", "a//b"),
     ] {
         let mut vars = prod.to_vec();
         vars.retain(|(k, _)| *k != var);
@@ -145,6 +167,8 @@ fn every_variable_is_documented_in_env_example() {
         "WEBHOOK_SECRET",
         "WEBHOOK_TIMEOUT_SECS",
         "WEBHOOK_CONCURRENCY",
+        "WEBHOOK_ALLOW_PRIVATE",
+        "ADVERT_API_TOKEN",
     ] {
         assert!(example.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{var}="))), "{var} is not in .env.example");
     }

@@ -3,6 +3,7 @@
 //! not compile is shown by the `compile_fail` doctests of `jobs::client`.)
 
 use advert_01::jobs::client::{self, *};
+use advert_01::jobs::webhook::destination::DestinationPolicy;
 use ingot::event::IntoEvent as _;
 use ingot::{Event, TypedEvent};
 use serde_json::json;
@@ -48,9 +49,9 @@ fn payloads_read_from_json_as_users_write_them() {
 async fn sending_by_name_checks_the_payload_before_the_engine() {
     // No engine listens here: these must fail before any request is made.
     let c = client::client_from(|_| None, &EngineTarget { base_url: Some("http://127.0.0.1:9".into()), force_dev: true }).unwrap();
-    let err = client::send_named(&c, "email/send", json!({"name": "Ada"})).await.unwrap_err();
+    let err = client::send_named(&c, "email/send", json!({"name": "Ada"}), DestinationPolicy::PublicOnly).await.unwrap_err();
     assert!(matches!(err, SendNamedError::InvalidData { .. }), "{err}");
     assert!(err.to_string().contains("missing field `to`"), "{err}");
-    let err = client::send_named(&c, "nope/nothing", json!({})).await.unwrap_err();
+    let err = client::send_named(&c, "nope/nothing", json!({}), DestinationPolicy::PublicOnly).await.unwrap_err();
     assert!(matches!(err, SendNamedError::UnknownEvent { .. }), "{err}");
 }

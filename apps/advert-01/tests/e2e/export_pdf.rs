@@ -1,7 +1,8 @@
 //! `export/pdf` end to end: a stored strategy rendered to a real PDF in the
 //! local export folder and parsed back; a note stored in S3-compatible
 //! storage (a fake S3 on loopback that checks requests are signed); a
-//! missing strategy failing at once.
+//! missing strategy failing at once; names and ids that try to leave the
+//! export folder refused, with no file written anywhere.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -127,5 +128,82 @@ async fn a_missing_strategy_fails_at_once() {
     let run = app.wait_run(&event_id, export_pdf::ID).await.unwrap();
     assert_eq!(run.status, "Failed", "{run:?}");
     assert!(run.output.to_string().contains("not found"), "{run:?}");
+    app.stop().await;
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_ids_that_leave_the_export_folder_are_refused() {
+    // The data folder sits two levels below a folder of its own, so a
+    // traversal that escaped would land where this test can look.
+    let outer = tempfile::tempdir().unwrap();
+    let data = outer.path().join("a").join("b");
+    let app = TestApp::start(&[("ADVERT_DATA_DIR", data.display().to_string())]).await;
+    let note = || DocumentRef::Note { title: "Escape".to_string(), body: "Out of the folder.".to_string() };
+    let names = [
+        "../../../escaped",
+        "..\\..\\escaped",
+        "/tmp/escaped-absolute",
+        "%2e%2e%2fescaped",
+        "..%2fescaped",
+        "exports/../../escaped",
+        "escaped\0.pdf",
+    ];
+
+    // The app API refuses them outright.
+    for name in names {
+        let body = serde_json::json!({"document": {"kind": "note", "title": "Escape", "body": "x"}, "file_name": name});
+        let r = app.http.post(format!("{}/api/events/export/pdf", app.app())).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{name:?}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert!(answer["error"].as_str().unwrap_or_default().contains("is refused"), "{name:?}: {answer}");
+    }
+    let r = app
+        .http
+        .post(format!("{}/api/events/export/pdf", app.app()))
+        .json(&serde_json::json!({"document": {"kind": "strategy", "id": "../../../../etc/passwd"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Sent straight to the engine, the function refuses them at once.
+    for name in names {
+        let event_id = app.send::<ExportPdf>(ExportPdf { document: note(), file_name: Some(name.to_string()) }).await;
+        let run = app.wait_run(&event_id, export_pdf::ID).await.unwrap();
+        assert_eq!(run.status, "Failed", "{name:?}: {run:?}");
+        assert!(run.output.to_string().contains("is refused"), "{name:?}: {run:?}");
+    }
+    for id in ["../../../escaped", "..%2fescaped", "a/b", "..\\x", ""] {
+        let event_id = app.send::<ExportPdf>(ExportPdf { document: DocumentRef::Strategy { id: id.to_string() }, file_name: None }).await;
+        let run = app.wait_run(&event_id, export_pdf::ID).await.unwrap();
+        assert_eq!(run.status, "Failed", "{id:?}: {run:?}");
+        assert!(run.output.to_string().contains("is not a valid strategy id"), "{id:?}: {run:?}");
+    }
+
+    // Nothing was written: not in the export folder, not beside it, not above it.
+    let written: Vec<_> = files_under(outer.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "pdf")).collect();
+    assert_eq!(written, Vec::<std::path::PathBuf>::new());
+    assert!(!std::path::Path::new("/tmp/escaped-absolute.pdf").exists());
+
+    // A harmless name is still cleaned up and stored inside the folder.
+    let event_id = app.send::<ExportPdf>(ExportPdf { document: note(), file_name: Some("Q2 plan: final?".to_string()) }).await;
+    let run = app.wait_run(&event_id, export_pdf::ID).await.unwrap();
+    assert_eq!(run.status, "Completed", "{run:?}");
+    let stored = std::path::PathBuf::from(run.output["location"].as_str().unwrap().strip_prefix("file://").unwrap());
+    assert_eq!(stored, std::fs::canonicalize(data.join("exports")).unwrap().join("Q2-plan--final.pdf"));
     app.stop().await;
 }

@@ -11,3 +11,4 @@ mod hello;
 mod smtp;
 mod strategy;
 mod webhook;
+mod webhook_destinations;

@@ -116,7 +116,8 @@ impl Env {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = Router::new().route("/hooks/{path}", post(receive)).with_state(receiver.clone());
         let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let mut vars = vec![("WEBHOOK_SECRET", SECRET.to_string())];
+        // The receiver is on loopback, which webhooks may only reach when allowed.
+        let mut vars = vec![("WEBHOOK_SECRET", SECRET.to_string()), ("WEBHOOK_ALLOW_PRIVATE", "true".to_string())];
         vars.extend(extra.iter().cloned());
         Env { app: TestApp::start(&vars).await, base, receiver, server }
     }

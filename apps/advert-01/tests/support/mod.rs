@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use advert_01::jobs::webhook::destination::HostResolver;
 use advert_01::server::{self, EngineChoice, Running, StartOptions};
 use anyhow::{anyhow, bail, Context as _, Result};
 use ingot::{Event, TypedEvent};
@@ -49,6 +50,11 @@ impl TestApp {
     /// Starts the app with these settings (plus a temporary data folder),
     /// and waits until the engine lists its functions.
     pub async fn start(vars: &[(&str, String)]) -> TestApp {
+        TestApp::start_with(vars, server::system_resolver()).await
+    }
+
+    /// [`TestApp::start`] with webhook host names resolved by `resolver`.
+    pub async fn start_with(vars: &[(&str, String)], resolver: Arc<dyn HostResolver>) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut all: Vec<(&str, String)> = vec![("ADVERT_DATA_DIR", dir.path().display().to_string())];
         all.extend(vars.iter().cloned());
@@ -56,6 +62,7 @@ impl TestApp {
             app_addr: "127.0.0.1:0".parse().unwrap(),
             engine: EngineChoice::Embedded { addr: "127.0.0.1:0".parse().unwrap(), db: None, retry: RetryPolicy::Fixed(RETRY_INTERVAL) },
             lookup: lookup(&all),
+            resolver,
         };
         let running = server::start(opts).await.expect("starting advert-01");
         running.wait_synced(WAIT).await.expect("advert-01 synced with its engine");

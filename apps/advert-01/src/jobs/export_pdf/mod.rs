@@ -2,6 +2,12 @@
 //! ([`document`]), renders it to PDF ([`render`]), stores it in the export
 //! storage ([`crate::storage`]) and emits `export/pdf.ready` with where it
 //! is and how big.
+//!
+//! What the event says is checked first ([`check_request`]): a requested
+//! file name with path syntax in it (`/`, `\`, `..`, NUL, `%`) or a
+//! strategy id that is not an id fails the run at once, rather than being
+//! quietly renamed; the stored name is then made of safe characters only
+//! ([`file_name`]), and the storage checks it again.
 
 pub mod document;
 pub mod render;
@@ -35,6 +41,57 @@ struct StoredPdf {
     sha256: String,
 }
 
+/// The longest strategy id accepted (ids are ULIDs, 26 characters).
+pub const MAX_ID_CHARS: usize = 64;
+
+/// An export request that is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The requested file name tries to say where the file goes.
+    #[error("the file name {name:?} is refused: {reason}")]
+    FileName {
+        /// The name given.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The strategy id is not an id.
+    #[error("{id:?} is not a valid strategy id (at most {MAX_ID_CHARS} letters, digits, '-' or '_')")]
+    StrategyId {
+        /// The id given.
+        id: String,
+    },
+}
+
+/// Refuses what could name a place outside the export folder: a file name
+/// with path syntax, or a strategy id with anything but letters, digits,
+/// `-` and `_`.
+pub fn check_request(req: &ExportPdf) -> Result<(), RequestError> {
+    if let Some(name) = &req.file_name {
+        let reason = if name.contains(['/', '\\']) {
+            Some("it holds a path separator")
+        } else if name.contains("..") {
+            Some("it holds '..'")
+        } else if name.contains('%') {
+            Some("it holds a '%' escape")
+        } else if name.chars().any(char::is_control) {
+            Some("it holds a control character")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(RequestError::FileName { name: name.clone(), reason });
+        }
+    }
+    if let DocumentRef::Strategy { id } = &req.document {
+        let valid = !id.is_empty() && id.len() <= MAX_ID_CHARS && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !valid {
+            return Err(RequestError::StrategyId { id: id.clone() });
+        }
+    }
+    Ok(())
+}
+
 /// A file name made safe for any storage: `[A-Za-z0-9._-]`, ending in `.pdf`.
 pub fn file_name(requested: Option<&str>, doc: &DocumentRef, unique: &str) -> String {
     let base = match (requested, doc) {
@@ -52,6 +109,8 @@ pub fn file_name(requested: Option<&str>, doc: &DocumentRef, unique: &str) -> St
 
 async fn export(ctx: Ctx<ExportPdf>, deps: Arc<Deps>) -> Result<PdfReady, Error> {
     let req = &ctx.event.data;
+    // Events sent around the app's API are checked here too.
+    check_request(req).map_err(Error::non_retriable)?;
     let doc: Document = ctx
         .step
         .run("load-document", || async {

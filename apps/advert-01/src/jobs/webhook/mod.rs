@@ -6,10 +6,12 @@
 //! 5xx, 408, timeouts and connection failures are retried with the engine's
 //! backoff; 429 (and a 5xx carrying `Retry-After`) is retried no sooner than
 //! the receiver asked ([`ingot::Error::RetryAfter`]); any other 4xx, a
-//! redirect or an unusable URL fails at once. Deliveries to one destination
-//! are limited by the function's concurrency, keyed by `event.data.url`.
+//! redirect, an unusable URL or a destination that is not public
+//! ([`destination`]) fails at once. Deliveries to one destination are
+//! limited by the function's concurrency, keyed by `event.data.url`.
 
 pub mod attempts;
+pub mod destination;
 pub mod signature;
 
 use std::sync::Arc;
@@ -151,20 +153,21 @@ fn rejected(error: String) -> Tried {
 }
 
 async fn post(deps: &Deps, hook: &DeliverWebhook, message_id: &str, now: DateTime<Utc>) -> Tried {
-    match reqwest::Url::parse(&hook.url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        Ok(u) => return rejected(format!("cannot deliver to a {}: URL", u.scheme())),
-        Err(e) => return rejected(format!("{:?} is not a URL: {e}", hook.url)),
-    }
+    // Resolved and checked here, and the client only connects to what was
+    // checked: a refused destination is never contacted.
+    let (url, http) = match deps.webhooks.connect_to(&hook.url).await {
+        Ok(pinned) => pinned,
+        Err(e) if e.is_permanent() => return rejected(e.to_string()),
+        Err(e) => return Tried { status: None, outcome: Outcome::Unreachable, retry_after: None, error: Some(e.to_string()) },
+    };
     let body = match serde_json::to_vec(&hook.payload) {
         Ok(b) => b,
         Err(e) => return rejected(format!("the payload cannot be serialized: {e}")),
     };
     let ts = now.timestamp();
     let signature = deps.settings.webhook_secret.sign(message_id, ts, &body);
-    let sent = deps
-        .webhook_http
-        .post(&hook.url)
+    let sent = http
+        .post(url)
         .timeout(deps.settings.webhook_timeout)
         .header("content-type", "application/json")
         .header("user-agent", USER_AGENT)
