@@ -47,6 +47,7 @@ pub struct Engine {
 impl Engine {
     /// Builds an engine on `store`; call [`Engine::start`] to run its loops.
     pub async fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Arc<Engine>> {
+        config.validate()?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).timeout(config.call_timeout).build()?;
         let (shutdown, _) = watch::channel(false);
         let workers = config.workers.max(1);
