@@ -21,13 +21,17 @@ pub struct Gcra {
 /// Generic cell rate algorithm, as Inngest's throttle: `burst + 1` may start
 /// at once, then one every `period_ms / limit`. `tat_ms` is the stored
 /// theoretical arrival time (None: a fresh key).
+///
+/// Any input is safe: a limit of 0 counts as 1, a period under 1 ms as 1 ms,
+/// and all arithmetic saturates, so a huge period or burst delays to the end
+/// of time instead of wrapping into the past.
 pub fn gcra(tat_ms: Option<i64>, now_ms: i64, limit: u32, period_ms: i64, burst: u32) -> Gcra {
-    let limit = limit.max(1) as i64;
+    let limit = i64::from(limit.max(1));
     let interval = (period_ms.max(1) / limit).max(1);
-    let tolerance = interval * burst as i64;
+    let tolerance = interval.saturating_mul(i64::from(burst));
     let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
-    let earliest = (tat - tolerance).max(now_ms);
-    Gcra { earliest_ms: earliest, new_tat_ms: tat.max(earliest) + interval }
+    let earliest = tat.saturating_sub(tolerance).max(now_ms);
+    Gcra { earliest_ms: earliest, new_tat_ms: tat.max(earliest).saturating_add(interval) }
 }
 
 /// A rate limit is a GCRA whose burst is a tenth of the limit, as Inngest's.
@@ -36,11 +40,12 @@ pub fn rate_limit_gcra(tat_ms: Option<i64>, now_ms: i64, limit: u32, period_ms: 
 }
 
 /// When a debounced function fires: `period` after the last event, but never
-/// later than `timeout` after the first.
+/// later than `timeout` after the first. Saturates; a negative period or
+/// timeout counts as zero.
 pub fn debounce_fire_at(first_ms: i64, now_ms: i64, period_ms: i64, timeout_ms: Option<i64>) -> i64 {
-    let at = now_ms + period_ms;
+    let at = now_ms.saturating_add(period_ms.max(0));
     match timeout_ms {
-        Some(t) => at.min(first_ms + t),
+        Some(t) => at.min(first_ms.saturating_add(t.max(0))),
         None => at,
     }
 }
@@ -173,7 +178,57 @@ mod tests {
     }
 
     #[test]
+    fn gcra_is_safe_at_the_extremes() {
+        let periods = [i64::MIN, -1, 0, 1, 1000, i64::MAX];
+        let limits = [0, 1, 10, u32::MAX];
+        let bursts = [0, 1, u32::MAX];
+        let times = [None, Some(i64::MIN), Some(0), Some(i64::MAX)];
+        for now in [i64::MIN, -1, 0, 1_700_000_000_000, i64::MAX] {
+            for &p in &periods {
+                for &l in &limits {
+                    for &b in &bursts {
+                        for &tat in &times {
+                            let g = gcra(tat, now, l, p, b);
+                            assert!(g.earliest_ms >= now, "starts in the past: {tat:?} {now} {l} {p} {b}");
+                            assert!(g.new_tat_ms >= g.earliest_ms);
+                            let r = rate_limit_gcra(tat, now, l, p);
+                            assert!(r.earliest_ms >= now);
+                        }
+                    }
+                }
+            }
+        }
+        // Limit 0 is a limit of 1; period 0 is 1 ms.
+        assert_eq!(gcra(None, 0, 0, 1000, 0), gcra(None, 0, 1, 1000, 0));
+        assert_eq!(gcra(Some(0), 0, 1, 0, 0).new_tat_ms, 1);
+        // A period of ~forever saturates instead of wrapping around.
+        assert_eq!(gcra(None, 1_000, 1, i64::MAX, 0).new_tat_ms, i64::MAX);
+        assert_eq!(gcra(Some(i64::MAX), 1_000, 1, i64::MAX, 0).earliest_ms, i64::MAX);
+        assert_eq!(gcra(Some(i64::MAX), 1_000, 1, i64::MAX, u32::MAX).earliest_ms, 1_000);
+    }
+
+    #[test]
+    fn debounce_is_safe_at_the_extremes() {
+        assert_eq!(debounce_fire_at(0, i64::MAX - 1, i64::MAX, None), i64::MAX);
+        assert_eq!(debounce_fire_at(i64::MAX, i64::MAX, i64::MAX, Some(i64::MAX)), i64::MAX);
+        assert_eq!(debounce_fire_at(0, 10, -5, None), 10);
+        assert_eq!(debounce_fire_at(0, 10, 5, Some(-5)), 0, "a negative timeout has passed: fire now");
+        for now in [i64::MIN, 0, i64::MAX] {
+            for p in [i64::MIN, 0, i64::MAX] {
+                assert!(debounce_fire_at(now, now, p, None) >= now);
+                for t in [Some(i64::MIN), Some(0), Some(i64::MAX)] {
+                    assert!(debounce_fire_at(now, now, p, t) >= now);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn priority_is_clamped() {
+        assert_eq!(priority_offset_ms(&json!(1e300)), MAX_PRIORITY_SECS * 1000);
+        assert_eq!(priority_offset_ms(&json!("-1e400")), -MAX_PRIORITY_SECS * 1000);
+        assert_eq!(priority_offset_ms(&json!("NaN")), 0);
+        assert_eq!(priority_offset_ms(&json!(u64::MAX)), MAX_PRIORITY_SECS * 1000);
         assert_eq!(priority_offset_ms(&json!(10)), 10_000);
         assert_eq!(priority_offset_ms(&json!(-99999)), -MAX_PRIORITY_SECS * 1000);
         assert_eq!(priority_offset_ms(&json!("nope")), 0);

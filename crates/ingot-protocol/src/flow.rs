@@ -87,12 +87,31 @@ pub struct Singleton {
 }
 
 fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(match v {
-        Value::Number(n) => n.as_u64().map(|x| x as u32).or_else(|| n.as_f64().map(|f| f.max(0.0) as u32)).unwrap_or(0),
-        Value::String(s) => s.trim().parse().unwrap_or(0),
+    Ok(lenient_u32_of(&Value::deserialize(d)?))
+}
+
+/// A count as the SDKs send it: an integer, a float or a numeric string.
+/// Saturates at `u32::MAX`; negative, NaN and non-numbers are 0. Never wraps
+/// (`4294967297` is not 1).
+pub fn lenient_u32_of(v: &Value) -> u32 {
+    fn from_f64(f: f64) -> u32 {
+        // `as` saturates and maps NaN to 0.
+        f.max(0.0) as u32
+    }
+    match v {
+        Value::Number(n) => match n.as_u64() {
+            Some(x) => u32::try_from(x).unwrap_or(u32::MAX),
+            None => n.as_f64().map(from_f64).unwrap_or(0),
+        },
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<u64>() {
+                Ok(x) => u32::try_from(x).unwrap_or(u32::MAX),
+                Err(_) => s.parse::<f64>().map(from_f64).unwrap_or(0),
+            }
+        }
         _ => 0,
-    })
+    }
 }
 
 /// Every flow-control block of one function, parsed.
@@ -121,7 +140,7 @@ impl FlowConfig {
     pub fn parse(rest: &std::collections::BTreeMap<String, Value>) -> Result<FlowConfig, String> {
         let concurrency = match rest.get("concurrency") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Number(n)) => vec![Concurrency { limit: n.as_u64().unwrap_or(0) as u32, key: None, scope: None }],
+            Some(n @ Value::Number(_)) => vec![Concurrency { limit: lenient_u32_of(n), key: None, scope: None }],
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| serde_json::from_value(v.clone()))
@@ -182,5 +201,30 @@ mod tests {
         assert_eq!(parse(json!({"concurrency": 5})).unwrap().concurrency[0].limit, 5);
         assert!(parse(json!({"concurrency": [{"limit":1},{"limit":1},{"limit":1}]})).is_err());
         assert!(parse(json!({"throttle": {"limit": 1}})).is_err());
+    }
+
+    #[test]
+    fn numbers_saturate_instead_of_wrapping() {
+        let cases = [
+            (json!(4_294_967_297u64), u32::MAX),
+            (json!(u64::MAX), u32::MAX),
+            (json!(1e300), u32::MAX),
+            (json!(-5), 0),
+            (json!(-1e300), 0),
+            (json!(2.7), 2),
+            (json!("99999999999"), u32::MAX),
+            (json!(" 12 "), 12),
+            (json!("1e12"), u32::MAX),
+            (json!("NaN"), 0),
+            (json!("-3"), 0),
+            (json!(null), 0),
+            (json!([1]), 0),
+        ];
+        for (v, want) in cases {
+            assert_eq!(lenient_u32_of(&v), want, "{v}");
+        }
+        assert_eq!(parse(json!({"concurrency": 4_294_967_297u64})).unwrap().concurrency[0].limit, u32::MAX);
+        let t = parse(json!({"throttle": {"limit": "99999999999", "period": "1s", "burst": -1}})).unwrap().throttle.unwrap();
+        assert_eq!((t.limit, t.burst), (u32::MAX, 0));
     }
 }

@@ -28,6 +28,8 @@ pub fn sign(body: &[u8], key: &str, unix_secs: i64) -> String {
 }
 
 /// Checks a signature header against a body; `max_age_secs` bounds clock skew.
+/// Any header is safe: a timestamp far from now (even `i64::MIN`) is refused
+/// without overflow, and the MAC is compared in constant time.
 pub fn verify(body: &[u8], header: &str, key: &str, now_secs: i64, max_age_secs: i64) -> bool {
     let mut t = None;
     let mut s = None;
@@ -41,11 +43,17 @@ pub fn verify(body: &[u8], header: &str, key: &str, now_secs: i64, max_age_secs:
     let (Some(t), Some(s)) = (t, s) else {
         return false;
     };
-    if (now_secs - t).abs() > max_age_secs {
+    let skew = i128::from(now_secs) - i128::from(t);
+    if skew.abs() > i128::from(max_age_secs) {
         return false;
     }
-    let expected = sign(body, key, t);
-    expected.ends_with(s) && expected.len() == format!("t={t}&s={s}").len()
+    let Ok(sig) = hex::decode(s) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(normalize_key(key).as_bytes()).expect("hmac takes any key length");
+    mac.update(body);
+    mac.update(t.to_string().as_bytes());
+    mac.verify_slice(&sig).is_ok()
 }
 
 /// The hashed signing key SDKs send as a Bearer token: prefix kept,
@@ -76,5 +84,27 @@ mod tests {
         assert!(!verify(b"{}", &sig, "signkey-test-abce", 1_700_000_100, 300));
         assert!(!verify(b"{}", &sig, "signkey-test-abcd", 1_700_001_000, 300));
         assert!(!verify(b"{ }", &sig, "signkey-test-abcd", 1_700_000_100, 300));
+        // The hex may be upper case; a truncated or odd one is refused.
+        let upper = format!("t=1700000000&s={}", sig.split("s=").nth(1).unwrap().to_uppercase());
+        assert!(verify(b"{}", &upper, "signkey-test-abcd", 1_700_000_100, 300));
+        assert!(!verify(b"{}", &sig[..sig.len() - 2], "signkey-test-abcd", 1_700_000_100, 300));
+        assert!(!verify(b"{}", &sig[..sig.len() - 1], "signkey-test-abcd", 1_700_000_100, 300));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        for t in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+            let h = sign(b"{}", "k", t);
+            for now in [i64::MIN, 0, i64::MAX] {
+                let ok = verify(b"{}", &h, "k", now, 300);
+                assert_eq!(ok, (i128::from(now) - i128::from(t)).abs() <= 300, "t={t} now={now}");
+            }
+            assert!(verify(b"{}", &h, "k", t, i64::MAX));
+            assert!(verify(b"{}", &h, "k", t, 0));
+            assert!(!verify(b"{}", &h, "k", t, -1));
+        }
+        assert!(!verify(b"{}", "t=99999999999999999999&s=00", "k", 0, i64::MAX));
+        assert!(!verify(b"{}", "t=&s=", "k", 0, i64::MAX));
+        assert!(!verify(b"{}", "", "k", 0, i64::MAX));
     }
 }

@@ -3,54 +3,114 @@
 
 use std::time::Duration;
 
+/// Longest time string accepted: 100 years. Sleeps, waits and timeouts are
+/// capped far below this (Inngest's longest sleep is a year); the bound keeps
+/// every conversion safe: it is 3.2e18 ns (fits `u64`) and 3.2e12 ms, so
+/// `now_ms + d` cannot overflow an `i64` for any date before the year 290
+/// million.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A time string that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {0:?}: expected e.g. \"30s\", \"1h30m\", \"7d\"")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadDuration(pub String);
 
-/// Parses an Inngest time string.
+impl std::fmt::Display for BadDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: String = self.0.chars().take(64).collect();
+        let more = if shown.len() < self.0.len() { "..." } else { "" };
+        if parse_nanos(&self.0) == Err(Refusal::TooLong) {
+            write!(f, "invalid duration {shown:?}{more}: longer than the limit of 100 years")
+        } else {
+            write!(f, "invalid duration {shown:?}{more}: expected e.g. \"30s\", \"1h30m\", \"7d\"")
+        }
+    }
+}
+
+impl std::error::Error for BadDuration {}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    Syntax,
+    TooLong,
+}
+
+/// Parses an Inngest time string. Exact integer arithmetic: every product
+/// and sum is checked, and anything past [`MAX_DURATION`] is refused.
 pub fn parse_duration(input: &str) -> Result<Duration, BadDuration> {
-    let bad = || BadDuration(input.to_string());
+    parse_nanos(input).map(|ns| Duration::from_nanos(ns as u64)).map_err(|_| BadDuration(input.to_string()))
+}
+
+fn parse_nanos(input: &str) -> Result<u128, Refusal> {
+    let max = MAX_DURATION.as_nanos();
     let s = input.trim();
     if s.is_empty() {
-        return Err(bad());
+        return Err(Refusal::Syntax);
     }
     if s == "0" {
-        return Ok(Duration::ZERO);
+        return Ok(0);
     }
     let bytes = s.as_bytes();
     let mut i = 0;
-    let mut total_ns: f64 = 0.0;
+    let mut total: u128 = 0;
     while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+        // The number: digits, optionally `.` and more digits.
+        let mut whole: u128 = 0;
+        let mut frac: u128 = 0;
+        let mut frac_scale: u128 = 1;
+        let mut digits = 0;
+        let mut too_big = false;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            match whole.checked_mul(10).and_then(|w| w.checked_add(u128::from(bytes[i] - b'0'))) {
+                Some(w) if w <= max => whole = w,
+                _ => too_big = true,
+            }
+            digits += 1;
             i += 1;
         }
-        if start == i {
-            return Err(bad());
+        if i < bytes.len() && bytes[i] == b'.' {
+            i += 1;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                // Digits past 18 are below a nanosecond even of a week,
+                // and 1e18 times the largest unit still fits a u128.
+                if frac_scale < 10u128.pow(18) {
+                    frac = frac * 10 + u128::from(bytes[i] - b'0');
+                    frac_scale *= 10;
+                }
+                digits += 1;
+                i += 1;
+            }
         }
-        let num: f64 = s[start..i].parse().map_err(|_| bad())?;
+        if digits == 0 {
+            return Err(Refusal::Syntax);
+        }
         let ustart = i;
         while i < bytes.len() && !(bytes[i].is_ascii_digit() || bytes[i] == b'.') {
             i += 1;
         }
-        let unit_ns: f64 = match &s[ustart..i] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "d" => 86_400e9,
-            "w" => 604_800e9,
-            _ => return Err(bad()),
+        let unit_ns: u128 = match &s[ustart..i] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            _ => return Err(Refusal::Syntax),
         };
-        total_ns += num * unit_ns;
+        if too_big {
+            return Err(Refusal::TooLong);
+        }
+        let part = whole.checked_mul(unit_ns).and_then(|w| w.checked_add(frac * unit_ns / frac_scale)).ok_or(Refusal::TooLong)?;
+        total = total.checked_add(part).filter(|t| *t <= max).ok_or(Refusal::TooLong)?;
     }
-    if !total_ns.is_finite() || !(0.0..=1e20).contains(&total_ns) {
-        return Err(bad());
-    }
-    Ok(Duration::from_nanos(total_ns as u64))
+    Ok(total)
+}
+
+/// A duration in whole milliseconds as an `i64`, saturating (a duration
+/// from [`parse_duration`] always fits).
+pub fn millis_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Writes a duration as an Inngest time string that [`parse_duration`] reads
@@ -92,9 +152,34 @@ mod tests {
         for (s, ms) in cases {
             assert_eq!(parse_duration(s).unwrap().as_millis() as u64, ms, "{s}");
         }
-        for s in ["", "abc", "5", "3x", "-1s"] {
+        for s in ["", "abc", "5", "3x", "-1s", ".s", "1..5s", "s", "1s2"] {
             assert!(parse_duration(s).is_err(), "{s}");
         }
+        assert_eq!(parse_duration(".5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("0.000000001s").unwrap(), Duration::from_nanos(1));
+        assert_eq!(parse_duration("1.0000000000000000000000000000000001s").unwrap(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn refuses_overflowing_durations_with_a_clear_error() {
+        for s in [
+            "9999999999999999h",
+            "99999999999999999999999999999999999999999999s",
+            "36500d1ns",
+            "5300w",
+            "876001h",
+            "50000d50000d",
+            &format!("{}s", "9".repeat(10_000)),
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.to_string().contains("longer than the limit of 100 years"), "{s}: {e}");
+            assert!(e.to_string().len() < 200);
+        }
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
+        assert_eq!(millis_i64(MAX_DURATION), 3_153_600_000_000);
+        assert_eq!(millis_i64(Duration::MAX), i64::MAX);
+        assert!(parse_duration("3x").unwrap_err().to_string().contains("expected e.g."));
     }
 
     #[test]
