@@ -3,8 +3,10 @@
 //! machine (raw HTTP round trip, SQLite fsync commit rate) measured in the
 //! same run. Every figure is printed next to its target from `design.md`.
 //!
-//! `cargo run --release -p ingot-bench [-- --quick | --scale 2]`
+//! `cargo run --release -p ingot-bench [-- --quick | --scale 2]`; the
+//! retention load runs only when asked: `-- --only retention [--retention-secs 60 --retention-rate 1000]`.
 
+mod retention;
 mod sdk;
 mod stats;
 
@@ -38,17 +40,33 @@ struct Args {
     /// Directory for the databases (a fresh temp dir is made inside it).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency, ingest.
+    /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency, ingest;
+    /// and `retention` (sustained load against retention; never run unless listed here).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// `retention`: events per second offered (rate-paced).
+    #[arg(long, default_value_t = 1000)]
+    retention_rate: u64,
+    /// `retention`: seconds of load.
+    #[arg(long, default_value_t = 60)]
+    retention_secs: u64,
+    /// `retention`: the engine's retention period, in seconds.
+    #[arg(long, default_value_t = 5)]
+    retention_period: u64,
+    /// `retention`: seconds between samples.
+    #[arg(long, default_value_t = 5)]
+    retention_sample: u64,
     /// The engine's worker count (most SDK calls in flight); default as `EngineConfig::dev()`.
     #[arg(long)]
     workers: Option<usize>,
 }
 
+/// Phases that run only when `--only` names them (they take minutes).
+const OPT_IN: [&str; 1] = ["retention"];
+
 impl Args {
     fn wants(&self, phase: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|p| p == phase)
+        (self.only.is_empty() && !OPT_IN.contains(&phase)) || self.only.iter().any(|p| p == phase)
     }
 }
 
@@ -204,6 +222,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ingest_batches(&bench, &counts, 1).await?;
         ingest_batches(&bench, &counts, 4).await?;
         ingest_single(&bench, &counts).await?;
+    }
+    if args.wants("retention") {
+        println!();
+        println!("[6] Retention under a sustained load (an engine of its own, retention {} s)", args.retention_period);
+        let opts = retention::Opts {
+            rate: args.retention_rate.max(1),
+            load: Duration::from_secs(args.retention_secs.max(1)),
+            period: Duration::from_secs(args.retention_period.max(1)),
+            sample: Duration::from_secs(args.retention_sample.max(1)),
+        };
+        retention::run(&bench, dir.path(), &opts).await?;
     }
 
     println!();
