@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the official SDKs the end-to-end tests use,
-# checks formatting and lints, then runs every test in the workspace.
+# checks formatting and lints, runs every test in the workspace, then every
+# fuzz target for FUZZ_SECONDS (10) each.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,3 +13,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast "$@"
 fi
+
+# Every fuzz target for a short, bounded time (scripts/fuzz.sh for longer runs).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"

@@ -11,6 +11,7 @@ use ingot_protocol::{timestr, Op, Opcode};
 use serde_json::{json, Value};
 
 use crate::backoff::{retry_delay, RetryPolicy};
+use crate::errors;
 use crate::run::{RunState, RunStatus};
 
 /// Longest sleep, wait or invoke timeout: one year, as Inngest.
@@ -99,6 +100,32 @@ pub enum Input {
     EngineFailed {
         message: String,
     },
+    /// A call fell due but the run's function is gone (or has no HTTP URL).
+    FunctionNotFound {
+        target: CallTarget,
+        attempt: u32,
+    },
+    /// The run's `timeouts.start` fell due; `call_sent` says whether its first
+    /// call has been sent (the run started, and the timeout does nothing).
+    StartTimeout {
+        call_sent: bool,
+    },
+}
+
+/// What `decide` may ask about the world beyond the run: lookups the shell
+/// answers from what it has loaded, with no IO.
+pub trait Lookup {
+    /// Whether the function `slug` exists (the target of `step.invoke`).
+    fn function_exists(&self, slug: &str) -> bool;
+}
+
+/// A [`Lookup`] in which every function exists.
+pub struct AllFunctions;
+
+impl Lookup for AllFunctions {
+    fn function_exists(&self, _slug: &str) -> bool {
+        true
+    }
 }
 
 /// Engine settings that shape decisions, plus the randomness for this one.
@@ -133,15 +160,31 @@ pub struct Decision {
     pub effects: Vec<Effect>,
 }
 
-/// The pure transition function.
+/// The pure transition function, in a world where every function exists.
 pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Decision {
+    decide_with(run, input, now_ms, policy, &AllFunctions)
+}
+
+/// The pure transition function; `lookup` answers what the run's reply asks
+/// of the world (whether an invoked function exists).
+pub fn decide_with(run: &RunState, input: Input, now_ms: i64, policy: Policy, lookup: &dyn Lookup) -> Decision {
     let mut d = Decision { state: run.clone(), effects: Vec::new() };
     if run.status.is_terminal() {
         return d;
     }
     match input {
         Input::Cancel => finish(&mut d, RunStatus::Cancelled, Value::Null),
-        Input::EngineFailed { message } => finish(&mut d, RunStatus::Failed, json!({"name": "EngineError", "message": message})),
+        Input::EngineFailed { message } => finish(&mut d, RunStatus::Failed, errors::engine_failed(message)),
+        Input::FunctionNotFound { target, attempt } => {
+            let error = errors::function_not_found(run.function.as_str());
+            call_failed(&mut d, &target, attempt, error, true, None, now_ms, policy)
+        }
+        Input::StartTimeout { call_sent } => {
+            let started = call_sent || run.version != -1 || !run.done.is_empty();
+            if !started {
+                finish(&mut d, RunStatus::Cancelled, Value::Null);
+            }
+        }
         Input::Checkpoint { ops } => {
             for op in ops.into_iter().filter(|o| matches!(o.op, Opcode::StepRun | Opcode::Step) && malformed(o).is_none()) {
                 if d.state.done.contains(&op.id) || d.state.done.len() >= MAX_STEPS {
@@ -157,7 +200,7 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
         Input::InvokeResolved { step, result } => {
             let memo = match result {
                 Ok(data) => json!({ "data": data }),
-                Err(error) => json!({ "error": error }),
+                Err(error) => errors::failed_memo(error),
             };
             resolve_async(&mut d, step, memo, now_ms)
         }
@@ -167,13 +210,12 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
             }
             match reply {
                 Reply::Done(output) => finish_with_output(&mut d, output),
-                Reply::Ops(ops) => apply_ops(&mut d, &target, attempt, ops, &meta, now_ms, policy),
+                Reply::Ops(ops) => apply_ops(&mut d, &target, attempt, ops, &meta, now_ms, policy, lookup),
                 Reply::Error { error, .. } => {
                     call_failed(&mut d, &target, attempt, error, meta.no_retry == Some(true), meta.retry_after, now_ms, policy)
                 }
                 Reply::Invalid(reason) => {
-                    let error = json!({ "name": "InvalidResponseError", "message": reason });
-                    call_failed(&mut d, &target, attempt, error, false, meta.retry_after, now_ms, policy)
+                    call_failed(&mut d, &target, attempt, errors::invalid_response(reason), false, meta.retry_after, now_ms, policy)
                 }
             }
         }
@@ -182,8 +224,7 @@ pub fn decide(run: &RunState, input: Input, now_ms: i64, policy: Policy) -> Deci
         // Nothing of this input is kept: the run fails as it stood.
         let size = d.state.state_bytes;
         d = Decision { state: run.clone(), effects: Vec::new() };
-        let message = format!("the run's state would be {size} bytes, over the limit of {MAX_RUN_STATE_BYTES} bytes");
-        finish(&mut d, RunStatus::Failed, json!({"name": "StateTooLargeError", "message": message}));
+        finish(&mut d, RunStatus::Failed, errors::state_too_large(size, MAX_RUN_STATE_BYTES));
     }
     d
 }
@@ -198,8 +239,7 @@ fn json_size(v: &Value) -> usize {
 fn finish_with_output(d: &mut Decision, output: Value) {
     let size = json_size(&output);
     if size > MAX_STEP_OUTPUT_BYTES {
-        let message = format!("the function's output is {size} bytes, over the limit of {MAX_STEP_OUTPUT_BYTES}");
-        return finish(d, RunStatus::Failed, json!({"name": "OutputTooLargeError", "message": message}));
+        return finish(d, RunStatus::Failed, errors::output_too_large("the function's output", Some(size), MAX_STEP_OUTPUT_BYTES));
     }
     finish(d, RunStatus::Completed, output)
 }
@@ -210,8 +250,7 @@ fn step_memo(op: &Op) -> Value {
     let data = op.data.clone().unwrap_or(Value::Null);
     let size = json_size(&data);
     if size > MAX_STEP_OUTPUT_BYTES {
-        let message = format!("step output is {size} bytes, over the limit of {MAX_STEP_OUTPUT_BYTES}");
-        json!({"error": {"name": "OutputTooLargeError", "message": message}})
+        errors::failed_memo(errors::output_too_large("step output", Some(size), MAX_STEP_OUTPUT_BYTES))
     } else if op.op == Opcode::Step {
         data
     } else {
@@ -236,12 +275,29 @@ fn call_failed(
     now_ms: i64,
     policy: Policy,
 ) {
-    if !no_retry && attempt.saturating_add(1) < d.state.max_attempts {
-        let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, retry_after);
-        d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: after(now_ms, delay) });
-    } else {
+    if !retry(d, target, attempt, no_retry, retry_after, now_ms, policy) {
         finish(d, RunStatus::Failed, error);
     }
+}
+
+/// The one retry rule: the same request again after the backoff, while
+/// attempts are left and the SDK did not say `X-Inngest-No-Retry`. Returns
+/// whether a retry was scheduled.
+fn retry(
+    d: &mut Decision,
+    target: &CallTarget,
+    attempt: u32,
+    no_retry: bool,
+    retry_after: Option<Duration>,
+    now_ms: i64,
+    policy: Policy,
+) -> bool {
+    if no_retry || attempt.saturating_add(1) >= d.state.max_attempts {
+        return false;
+    }
+    let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, retry_after);
+    d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: after(now_ms, delay) });
+    true
 }
 
 /// A sleep, wait or invoke finished: memoize and maybe call again.
@@ -279,17 +335,25 @@ fn push_discovery(d: &mut Decision, at_ms: i64) {
     }
 }
 
-fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, meta: &ReplyMeta, now_ms: i64, policy: Policy) {
+#[allow(clippy::too_many_arguments)]
+fn apply_ops(
+    d: &mut Decision,
+    target: &CallTarget,
+    attempt: u32,
+    ops: Vec<Op>,
+    meta: &ReplyMeta,
+    now_ms: i64,
+    policy: Policy,
+    lookup: &dyn Lookup,
+) {
     // Distinct steps the run would have: memoized, in flight, and newly reported.
     let mut steps: BTreeSet<&str> = d.state.done.iter().chain(&d.state.pending).map(String::as_str).collect();
     steps.extend(ops.iter().filter(|o| is_step(&o.op)).map(|o| o.id.as_str()));
     if ops.len() > MAX_STEPS || steps.len() > MAX_STEPS {
-        let error = json!({"name": "StepLimitError", "message": format!("a run may have at most {MAX_STEPS} steps")});
-        return finish(d, RunStatus::Failed, error);
+        return finish(d, RunStatus::Failed, errors::step_limit(MAX_STEPS));
     }
     if let Some(reason) = ops.iter().find_map(malformed) {
-        let error = json!({ "name": "InvalidResponseError", "message": reason });
-        return call_failed(d, target, attempt, error, false, meta.retry_after, now_ms, policy);
+        return call_failed(d, target, attempt, errors::invalid_response(reason), false, meta.retry_after, now_ms, policy);
     }
     let lazy = |o: &Op| matches!(o.op, Opcode::StepPlanned | Opcode::Sleep | Opcode::WaitForEvent | Opcode::InvokeFunction);
     if ops.iter().filter(|o| lazy(o) || o.op == Opcode::StepRun).count() > 1 {
@@ -317,20 +381,17 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                 if d.state.done.contains(&op.id) {
                     continue;
                 }
-                let error = op.error.clone().or(op.data.clone()).unwrap_or_else(|| json!({"name":"Error","message":"step failed"}));
-                save(d, op.id, name, json!({ "error": error }));
+                let error = op.error.clone().or(op.data.clone()).unwrap_or_else(|| errors::error("Error", "step failed"));
+                save(d, op.id, name, errors::failed_memo(error));
                 completed = true;
             }
             Opcode::StepError => {
                 if d.state.done.contains(&op.id) {
                     continue;
                 }
-                let error = op.error.clone().unwrap_or_else(|| json!({"name":"Error","message":"step errored"}));
-                if meta.no_retry != Some(true) && attempt.saturating_add(1) < d.state.max_attempts {
-                    let delay = retry_delay(policy.retry, attempt, policy.jitter_ms, meta.retry_after);
-                    d.effects.push(Effect::Call { target: target.clone(), attempt: attempt + 1, at_ms: after(now_ms, delay) });
-                } else {
-                    save(d, op.id, name, json!({ "error": error }));
+                let error = op.error.clone().unwrap_or_else(|| errors::error("Error", "step errored"));
+                if !retry(d, target, attempt, meta.no_retry == Some(true), meta.retry_after, now_ms, policy) {
+                    save(d, op.id, name, errors::failed_memo(error));
                     completed = true;
                 }
             }
@@ -352,7 +413,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                         d.effects.push(Effect::Sleep { step: op.id, name, at_ms });
                     }
                     Err(msg) => {
-                        save(d, op.id, name, json!({"error": {"name": "Error", "message": msg}}));
+                        save(d, op.id, name, errors::failed_memo(errors::error("Error", msg)));
                         completed = true;
                     }
                 }
@@ -365,7 +426,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                 let if_exp = op.opt_str("if").filter(|s| !s.trim().is_empty()).map(str::to_string);
                 let timeout = op.opt_str("timeout").unwrap_or("");
                 if let Some(Err(e)) = if_exp.as_deref().map(crate::expr::Expr::compile) {
-                    save(d, op.id, name, json!({"error": {"name": "InvalidExpressionError", "message": e}}));
+                    save(d, op.id, name, errors::failed_memo(errors::error("InvalidExpressionError", e)));
                     completed = true;
                     continue;
                 }
@@ -373,7 +434,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                     Ok(t) => now_ms.saturating_add(timestr::millis_i64(t).min(MAX_SLEEP_MS)),
                     Err(_) if timeout.is_empty() => now_ms,
                     Err(e) => {
-                        save(d, op.id, name, json!({"error": {"name": "Error", "message": e.to_string()}}));
+                        save(d, op.id, name, errors::failed_memo(errors::error("Error", e.to_string())));
                         completed = true;
                         continue;
                     }
@@ -392,7 +453,12 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
                 if size > ingot_protocol::event::MAX_EVENT_BYTES {
                     let max = ingot_protocol::event::MAX_EVENT_BYTES;
                     let message = format!("the invoke payload is {size} bytes, over the event limit of {max} bytes");
-                    save(d, op.id, name, json!({"error": {"name": "Error", "message": message}}));
+                    save(d, op.id, name, errors::failed_memo(errors::error("Error", message)));
+                    completed = true;
+                    continue;
+                }
+                if !lookup.function_exists(&function) {
+                    save(d, op.id, name, errors::failed_memo(errors::invoke_not_found(&function)));
                     completed = true;
                     continue;
                 }
@@ -410,8 +476,7 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
             }
             Opcode::DiscoveryRequest => call_now = true,
             Opcode::StepNotFound => {
-                let error = json!({"name": "StepNotFoundError", "message": format!("the SDK could not find step {}", op.id)});
-                return call_failed(d, target, attempt, error, false, meta.retry_after, now_ms, policy);
+                return call_failed(d, target, attempt, errors::step_not_found(&op.id), false, meta.retry_after, now_ms, policy);
             }
             // Experimental and unknown ops are ignored, never fatal.
             Opcode::DeferAdd | Opcode::DeferAbort | Opcode::Other(_) => {}
@@ -422,13 +487,18 @@ fn apply_ops(d: &mut Decision, target: &CallTarget, attempt: u32, ops: Vec<Op>, 
     } else if call_now {
         push_discovery(d, now_ms);
     }
-    if d.effects.is_empty() && d.state.pending.is_empty() {
-        // Nothing was saved or scheduled and no sibling will move the run on:
-        // without this the run would have no way forward.
-        let error = json!({
-            "name": "NoProgressError",
-            "message": format!("the SDK's reply had {op_count} op(s) but none moved the run on (no new step result, sleep, wait or invoke)"),
-        });
+    // The no-progress rule. Every pending step has its own way forward (a
+    // queued call, a sleep's wake-up, a wait's or invoke's pause and timeout),
+    // except the step this call was for: its call ends now. So a reply that
+    // saves and schedules nothing while nothing else is pending, or while
+    // the step it was called for is still unresolved, would leave the run
+    // with no way forward.
+    let target_step = match target {
+        CallTarget::Step(s) => Some(s.as_str()),
+        CallTarget::Discovery => None,
+    };
+    if d.effects.is_empty() && d.state.pending.iter().all(|p| Some(p.as_str()) == target_step) {
+        let error = errors::no_progress(op_count);
         if repeated && attempt.saturating_add(1) < d.state.max_attempts {
             // Steps checkpointed during the call and reported again: ask at once.
             d.effects.push(Effect::Call { target: CallTarget::Discovery, attempt: attempt + 1, at_ms: now_ms });

@@ -7,14 +7,17 @@
 
 pub mod backoff;
 pub mod decide;
+pub mod errors;
 pub mod expr;
 pub mod flow;
 pub mod ids;
+pub mod keys;
 pub mod lifecycle;
 pub mod matching;
 pub mod run;
+pub mod start;
 
-pub use decide::{decide, CallTarget, Decision, Effect, Input, Policy, Reply, ReplyMeta};
+pub use decide::{decide, decide_with, AllFunctions, CallTarget, Decision, Effect, Input, Lookup, Policy, Reply, ReplyMeta};
 pub use decide::{MAX_RUN_STATE_BYTES, MAX_STEP_OUTPUT_BYTES};
 pub use ids::{EventId, FunctionSlug, RunId};
 pub use run::{RunState, RunStatus};

@@ -96,12 +96,4 @@ pub fn correlation_id(run_id: &str, step: &str) -> String {
     format!("{run_id}.{step}")
 }
 
-/// The error an invoke gets when its target does not exist.
-pub fn invoke_not_found(function: &str) -> Value {
-    json!({"name": "Error", "message": format!("could not find function with ID {function:?} to invoke")})
-}
-
-/// The error an invoke gets when it times out.
-pub fn invoke_timed_out() -> Value {
-    json!({"name": "InngestInvokeTimeoutError", "message": "Timed out waiting for invoked function to complete"})
-}
+pub use crate::errors::{invoke_not_found, invoke_timed_out};

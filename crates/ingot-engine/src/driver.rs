@@ -137,7 +137,7 @@ pub async fn call(http: &reqwest::Client, url: &str, request: &CallRequest, sign
     let bytes = match read_capped(resp, MAX_REPLY_BYTES).await {
         Ok(b) => b,
         Err(ReadError::TooLarge(max)) => {
-            let error = json!({"name": "OutputTooLargeError", "message": format!("the SDK's reply is over the limit of {max} bytes")});
+            let error = ingot_core::errors::output_too_large("the SDK's reply", None, max);
             return CallOutcome {
                 reply: Reply::Error { status, error },
                 meta: ReplyMeta { no_retry: Some(true), ..Default::default() },

@@ -1,15 +1,24 @@
-//! Turns a [`Decision`] into the writes of one commit.
-
-use std::sync::Arc;
+//! Turns a [`Decision`] into the writes of one commit: pure, no engine, no
+//! IO. The events the decision emits (a run's `function.finished`, the
+//! `function.invoked` of a `step.invoke`) come back beside the writes; the
+//! shell plans them like any other event (they may start runs and resume
+//! pauses) and commits everything together.
 
 use ingot_core::lifecycle::{self, Finished};
-use ingot_core::{CallTarget, Decision, Effect, RunStatus};
+use ingot_core::{errors, CallTarget, Decision, Effect, RunStatus};
 use ingot_protocol::Event;
 use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, RunRecord, StepRecord, Work, WriteOp};
 use serde_json::{json, Value};
 use ulid::Ulid;
 
-use crate::Engine;
+/// What carrying out a decision takes.
+#[derive(Debug, Default)]
+pub struct DecisionOps {
+    /// The run's writes, in order.
+    pub ops: Vec<WriteOp>,
+    /// Events the run emits, to plan and store in the same commit.
+    pub emit: Vec<Event>,
+}
 
 fn enqueue(run: &RunRecord, work: Work, at_ms: i64) -> WriteOp {
     WriteOp::Enqueue(QueueItem::new(run.id(), work, at_ms))
@@ -28,135 +37,109 @@ fn history(run: &RunRecord, now: i64, kind: &str, step: Option<&str>, name: Opti
     })
 }
 
-impl Engine {
-    /// The ops that carry out `decision` for `run`, whose trigger events are `events`.
-    /// `lifecycle: false` leaves out the events a run emits (the last resort
-    /// when storing them keeps failing).
-    pub async fn decision_ops(
-        self: &Arc<Self>,
-        run: &RunRecord,
-        decision: Decision,
-        events: &[Value],
-        lifecycle: bool,
-    ) -> anyhow::Result<Vec<WriteOp>> {
-        let now = self.clock.now_ms();
-        let mut ops = Vec::new();
-        let mut next = run.clone();
-        next.state = decision.state;
-        let mut emitted: Vec<Event> = Vec::new();
-        let mut tail = Vec::new();
-        for effect in decision.effects {
-            match effect {
-                Effect::SaveStep { step, name, memo } => {
-                    let outcome =
-                        if memo.get("error").is_some() && memo.as_object().is_some_and(|m| m.len() == 1) { "failed" } else { "completed" };
-                    tail.push(history(run, now, "step", Some(&step), Some(&name), json!({"outcome": outcome})));
-                    tail.push(WriteOp::SaveStep(StepRecord { run_id: run.id(), step, name, memo, seq: 0, at_ms: now }));
-                }
-                Effect::Call { target, attempt, at_ms } => {
-                    if attempt > 0 {
-                        tail.push(history(
-                            run,
-                            now,
-                            "retry_scheduled",
-                            target_step(&target),
-                            None,
-                            json!({"attempt": attempt, "at_ms": at_ms}),
-                        ));
-                    }
-                    tail.push(enqueue(run, Work::Call { target, attempt }, at_ms));
-                }
-                Effect::Sleep { step, name, at_ms } => {
-                    tail.push(history(run, now, "sleep", Some(&step), Some(&name), json!({"until_ms": at_ms})));
-                    tail.push(enqueue(run, Work::Sleep { step }, at_ms));
-                }
-                Effect::WaitForEvent { step, name, event, if_exp, expires_ms } => {
-                    let pause = Pause {
-                        id: Ulid::new().to_string(),
-                        run_id: run.id(),
-                        step: step.clone(),
-                        kind: PauseKind::WaitForEvent,
-                        event_name: Some(event.clone()),
-                        if_exp: if_exp.clone(),
-                        correlation_id: None,
-                        trigger: events.first().cloned().unwrap_or(Value::Null),
-                        expires_at_ms: expires_ms,
-                    };
+/// The writes that carry out `decision` for `run`, whose trigger events are
+/// `events`, at `now`. A decision that changes nothing writes nothing.
+pub fn decision_ops(run: &RunRecord, decision: Decision, events: &[Value], now: i64) -> anyhow::Result<DecisionOps> {
+    if decision.effects.is_empty() && decision.state == run.state {
+        return Ok(DecisionOps::default());
+    }
+    let mut ops = Vec::new();
+    let mut next = run.clone();
+    next.state = decision.state;
+    let mut emitted: Vec<Event> = Vec::new();
+    let mut tail = Vec::new();
+    for effect in decision.effects {
+        match effect {
+            Effect::SaveStep { step, name, memo } => {
+                let outcome = if errors::memo_failed(&memo) { "failed" } else { "completed" };
+                tail.push(history(run, now, "step", Some(&step), Some(&name), json!({"outcome": outcome})));
+                tail.push(WriteOp::SaveStep(StepRecord { run_id: run.id(), step, name, memo, seq: 0, at_ms: now }));
+            }
+            Effect::Call { target, attempt, at_ms } => {
+                if attempt > 0 {
                     tail.push(history(
                         run,
                         now,
-                        "wait",
-                        Some(&step),
-                        Some(&name),
-                        json!({"event": event, "if": if_exp, "expires_ms": expires_ms}),
+                        "retry_scheduled",
+                        target_step(&target),
+                        None,
+                        json!({"attempt": attempt, "at_ms": at_ms}),
                     ));
-                    tail.push(enqueue(run, Work::Timeout { step, pause: pause.id.clone(), kind: PauseKind::WaitForEvent }, expires_ms));
-                    tail.push(WriteOp::InsertPause(pause));
                 }
-                Effect::Invoke { step, name, function, payload, expires_ms } => {
-                    tail.push(history(run, now, "invoke", Some(&step), Some(&name), json!({"function": function})));
-                    if self.registry.get(&function).is_none() {
-                        let work = Work::Resume {
-                            step,
-                            pause: String::new(),
-                            kind: PauseKind::Invoke,
-                            value: Err(lifecycle::invoke_not_found(&function)),
-                        };
-                        tail.push(enqueue(run, work, now));
-                        continue;
-                    }
-                    let run_id = run.id().to_string();
-                    let pause = Pause {
-                        id: Ulid::new().to_string(),
-                        run_id: run.id(),
-                        step: step.clone(),
-                        kind: PauseKind::Invoke,
-                        event_name: None,
-                        if_exp: None,
-                        correlation_id: Some(lifecycle::correlation_id(&run_id, &step)),
-                        trigger: Value::Null,
-                        expires_at_ms: expires_ms,
-                    };
-                    tail.push(enqueue(
-                        run,
-                        Work::Timeout { step: step.clone(), pause: pause.id.clone(), kind: PauseKind::Invoke },
-                        expires_ms,
-                    ));
-                    tail.push(WriteOp::InsertPause(pause));
-                    let ev = lifecycle::invoked_event(&function, &payload, &run_id, &step, run.state.function.as_str(), expires_ms, now);
+                tail.push(enqueue(run, Work::Call { target, attempt }, at_ms));
+            }
+            Effect::Sleep { step, name, at_ms } => {
+                tail.push(history(run, now, "sleep", Some(&step), Some(&name), json!({"until_ms": at_ms})));
+                tail.push(enqueue(run, Work::Sleep { step }, at_ms));
+            }
+            Effect::WaitForEvent { step, name, event, if_exp, expires_ms } => {
+                let pause = Pause {
+                    id: Ulid::new().to_string(),
+                    run_id: run.id(),
+                    step: step.clone(),
+                    kind: PauseKind::WaitForEvent,
+                    event_name: Some(event.clone()),
+                    if_exp: if_exp.clone(),
+                    correlation_id: None,
+                    trigger: events.first().cloned().unwrap_or(Value::Null),
+                    expires_at_ms: expires_ms,
+                };
+                tail.push(history(
+                    run,
+                    now,
+                    "wait",
+                    Some(&step),
+                    Some(&name),
+                    json!({"event": event, "if": if_exp, "expires_ms": expires_ms}),
+                ));
+                tail.push(enqueue(run, Work::Timeout { step, pause: pause.id.clone(), kind: PauseKind::WaitForEvent }, expires_ms));
+                tail.push(WriteOp::InsertPause(pause));
+            }
+            Effect::Invoke { step, name, function, payload, expires_ms } => {
+                tail.push(history(run, now, "invoke", Some(&step), Some(&name), json!({"function": function})));
+                let run_id = run.id().to_string();
+                let pause = Pause {
+                    id: Ulid::new().to_string(),
+                    run_id: run.id(),
+                    step: step.clone(),
+                    kind: PauseKind::Invoke,
+                    event_name: None,
+                    if_exp: None,
+                    correlation_id: Some(lifecycle::correlation_id(&run_id, &step)),
+                    trigger: Value::Null,
+                    expires_at_ms: expires_ms,
+                };
+                tail.push(enqueue(run, Work::Timeout { step: step.clone(), pause: pause.id.clone(), kind: PauseKind::Invoke }, expires_ms));
+                tail.push(WriteOp::InsertPause(pause));
+                let ev = lifecycle::invoked_event(&function, &payload, &run_id, &step, run.state.function.as_str(), expires_ms, now);
+                emitted.push(internal_event(ev)?);
+            }
+            Effect::Finish { status, output } => {
+                // Its start-timeout item goes with the run's other work.
+                ops.push(WriteOp::ClearRunWork(run.id()));
+                next.output = Some(output.clone());
+                next.ended_at_ms = Some(now);
+                tail.push(history(run, now, "finished", None, None, json!({"status": status.as_str()})));
+                let finished = Finished {
+                    function: run.state.function.as_str(),
+                    run_id: &run.id().to_string(),
+                    events,
+                    status,
+                    output: &output,
+                    correlation_id: run.correlation_id.as_deref(),
+                };
+                for ev in lifecycle::finished_events(&finished, now) {
                     emitted.push(internal_event(ev)?);
                 }
-                Effect::Finish { status, output } => {
-                    // Its start-timeout item goes with the run's other work.
-                    self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
-                    ops.push(WriteOp::ClearRunWork(run.id()));
-                    next.output = Some(output.clone());
-                    next.ended_at_ms = Some(now);
-                    tail.push(history(run, now, "finished", None, None, json!({"status": status.as_str()})));
-                    let finished = Finished {
-                        function: run.state.function.as_str(),
-                        run_id: &run.id().to_string(),
-                        events,
-                        status,
-                        output: &output,
-                        correlation_id: run.correlation_id.as_deref(),
-                    };
-                    for ev in lifecycle::finished_events(&finished, now) {
-                        emitted.push(internal_event(ev)?);
-                    }
-                    if status == RunStatus::Failed {
-                        tracing::info!(run_id = %run.id(), function = %run.state.function, "run failed");
-                    }
+                if status == RunStatus::Failed {
+                    tracing::info!(run_id = %run.id(), function = %run.state.function, "run failed");
                 }
             }
         }
-        ops.push(WriteOp::UpdateRun { run: next, expected_rev: run.rev });
-        ops.extend(tail);
-        if lifecycle && !emitted.is_empty() {
-            ops.extend(self.plan_events(emitted, None).await?.ops);
-        }
-        Ok(ops)
     }
+    ops.push(WriteOp::UpdateRun { run: next, expected_rev: run.rev });
+    ops.extend(tail);
+    Ok(DecisionOps { ops, emit: emitted })
 }
 
 fn target_step(t: &CallTarget) -> Option<&str> {

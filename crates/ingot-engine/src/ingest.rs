@@ -17,8 +17,7 @@ use ulid::Ulid;
 
 use crate::Engine;
 
-/// Run idempotency by event `id` lasts 24 hours.
-pub const IDEMPOTENCY_MS: i64 = 24 * 3600 * 1000;
+pub use ingot_core::start::IDEMPOTENCY_MS;
 
 /// The writes for a set of events, and their internal ids in order.
 pub struct Planned {
@@ -81,8 +80,12 @@ impl Engine {
             if ids.as_ref().is_some_and(|v| v.get(i).is_some()) {
                 // A seeded id is the same when the SDK retries the send: the
                 // retry must not start the runs or resume the pauses again.
-                let guard =
-                    Guard::UniqueKey { scope: "event".into(), key: internal.to_string(), now_ms: now, expires_at_ms: now + IDEMPOTENCY_MS };
+                let guard = Guard::UniqueKey {
+                    scope: ingot_core::keys::SEEDED_EVENT_SCOPE.into(),
+                    key: internal.to_string(),
+                    now_ms: now,
+                    expires_at_ms: now + IDEMPOTENCY_MS,
+                };
                 planned.ops.push(WriteOp::Guarded { guard, then: ops, otherwise: vec![] });
             } else {
                 planned.ops.extend(ops);

@@ -69,6 +69,13 @@ fn flow_expressions<'a>(flow: &'a FlowConfig, config: &'a FunctionConfig) -> Vec
     v.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
+/// What the core may ask while deciding: whether an invoked function exists.
+impl ingot_core::Lookup for Registry {
+    fn function_exists(&self, slug: &str) -> bool {
+        self.get(slug).is_some()
+    }
+}
+
 impl Registry {
     /// Reloads from the store.
     pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ingot_core::flow::ConcurrencyKey;
 use ingot_core::lifecycle;
-use ingot_core::{decide, CallTarget, Decision, EventId, Input, Policy, Reply, ReplyMeta, RunId};
+use ingot_core::{decide_with, Decision, EventId, Input, Policy, Reply, RunId};
 use ingot_store::{Commit, Guard, HistoryRecord, PauseKind, QueueItem, StoreError, StoredEvent, Work, WriteOp};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -79,7 +79,8 @@ pub async fn dispatch(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) 
 fn spawn_item(engine: Arc<Engine>, item: QueueItem, permit: OwnedSemaphorePermit, held: Option<Vec<ConcurrencyKey>>) {
     tokio::spawn(async move {
         let id = item.id.clone();
-        let result = tokio::spawn(process(engine.clone(), item, held)).await;
+        let span = tracing::debug_span!("run", run_id = %item.run_id, function = tracing::field::Empty, work = work_kind(&item.work));
+        let result = tokio::spawn(tracing::Instrument::instrument(process(engine.clone(), item, held), span)).await;
         match result {
             Ok(Ok(Outcome::Done)) | Ok(Ok(Outcome::Parked)) => {}
             Ok(Ok(Outcome::Release)) => engine.store.release(&id).await,
@@ -141,6 +142,7 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
         _ => {}
     }
     let Some(run) = engine.store.run(item.run_id).await? else { return ack(&engine, &item).await };
+    tracing::Span::current().record("function", run.state.function.as_str());
     let _held = held.map(|keys| Held { engine: engine.clone(), keys });
     if run.status().is_terminal() {
         return ack(&engine, &item).await;
@@ -165,11 +167,7 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
                 engine.started.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id());
             }
             match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
-                None => {
-                    let error = json!({"name": "FunctionNotFoundError", "message": format!("function {} is not synced (or has no HTTP URL)", run.state.function)});
-                    let meta = ReplyMeta { no_retry: Some(true), ..Default::default() };
-                    Input::Reply { target, attempt, reply: Reply::Error { status: 404, error }, meta }
-                }
+                None => Input::FunctionNotFound { target, attempt },
                 Some(url) => {
                     let events: Vec<Value> = engine.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
                     loaded_events = Some(events.clone());
@@ -185,8 +183,13 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
                         checkpoint.as_deref().map(|f| (f, qi.as_str())),
                     );
                     let now = engine.clock.now_ms();
-                    let outcome = driver::call(&engine.http, &url, &request, engine.config.signing_key.as_deref(), now / 1000).await;
-                    tracing::debug!(run_id = %run.id(), step = target.step_id(), attempt, status = ?outcome.status, "called SDK");
+                    let span = tracing::debug_span!("step", step_id = target.step_id(), attempt);
+                    let outcome = tracing::Instrument::instrument(
+                        driver::call(&engine.http, &url, &request, engine.config.signing_key.as_deref(), now / 1000),
+                        span,
+                    )
+                    .await;
+                    tracing::debug!(step_id = target.step_id(), attempt, status = ?outcome.status, reply = reply_kind(&outcome.reply), "called the SDK");
                     extra.push(call_history(run.id(), now, target.step_id(), attempt, &outcome));
                     Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta }
                 }
@@ -203,11 +206,8 @@ async fn process(engine: Arc<Engine>, item: QueueItem, held: Option<Vec<Concurre
             }
         }
         Work::StartTimeout => {
-            let sent = engine.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
-            if sent || run.state.version != -1 || !run.state.done.is_empty() {
-                return ack(&engine, &item).await;
-            }
-            Input::Cancel
+            let call_sent = engine.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
+            Input::StartTimeout { call_sent }
         }
         Work::Cancel => Input::Cancel,
         Work::Debounce { .. } | Work::Batch { .. } | Work::Cron { .. } => unreachable!("handled above"),
@@ -353,11 +353,10 @@ impl Engine {
             }
             let policy =
                 Policy { retry: self.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
-            let mut decision = decide(&run.state, input.clone(), self.clock.now_ms(), policy);
-            if let Some(invalid) = self.stalled_reply(&run, &input, &decision, item.as_ref()).await? {
-                decision = decide(&run.state, invalid, self.clock.now_ms(), policy);
-            }
-            let result = match self.decision_ops(&run, decision, &events, lifecycle).await {
+            let now = self.clock.now_ms();
+            let decision = decide_with(&run.state, input.clone(), now, policy, &self.registry);
+            let ended = decision.state.status.is_terminal();
+            let result = match self.carry_out(&run, decision, &events, now, lifecycle).await {
                 Ok(mut decided) => {
                     decided.extend(extra.iter().cloned());
                     match &guard {
@@ -369,7 +368,12 @@ impl Engine {
                 Err(e) => Err(e),
             };
             let error = match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if ended {
+                        self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
+                    }
+                    return Ok(());
+                }
                 Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Conflict(_))) => continue,
                 Err(e) => e,
             };
@@ -390,38 +394,47 @@ impl Engine {
         anyhow::bail!("run {run_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries")
     }
 
-    /// A 206 reply whose decision leaves the run Running with nothing to do
-    /// (no new call, sleep, wait or step, no other queue item of the run, or the
-    /// step this call was for still unresolved), as from an SDK that answers
-    /// `[]`, only unknown ops, or only steps already memoized, would orphan the
-    /// run. It becomes an invalid reply, so the call is retried and the run then
-    /// fails with a readable error. `None` when the decision has a way forward.
-    async fn stalled_reply(
-        &self,
+    /// The writes of `decision` and of the events it emits (planned like any
+    /// other event); without `lifecycle` the emitted events are left out.
+    async fn carry_out(
+        self: &Arc<Self>,
         run: &ingot_store::RunRecord,
-        input: &Input,
-        decision: &Decision,
-        item: Option<&QueueItem>,
-    ) -> anyhow::Result<Option<Input>> {
-        let Input::Reply { target, attempt, reply: Reply::Ops(ops), meta } = input else {
-            return Ok(None);
-        };
-        if !decision.effects.is_empty() || decision.state.status.is_terminal() {
-            return Ok(None);
+        decision: Decision,
+        events: &[Value],
+        now: i64,
+        lifecycle: bool,
+    ) -> anyhow::Result<Vec<WriteOp>> {
+        let planned = crate::effects::decision_ops(run, decision, events, now)?;
+        let mut ops = planned.ops;
+        if lifecycle && !planned.emit.is_empty() {
+            ops.extend(self.plan_events(planned.emit, None).await?.ops);
         }
-        let target_unresolved = matches!(target, CallTarget::Step(s) if decision.state.pending.contains(s));
-        if !target_unresolved {
-            let items = self.store.run_items(run.id()).await?;
-            if items.iter().any(|i| item.is_none_or(|it| it.id != i.id)) {
-                return Ok(None);
-            }
-        }
-        let listed: Vec<String> = ops.iter().take(10).map(|o| format!("{} {:?}", o.op.as_str(), o.id)).collect();
-        let reason = format!(
-            "the SDK's 206 reply has no op that moves the run forward (ops: [{}]); the run would be left with nothing to do",
-            listed.join(", ")
-        );
-        Ok(Some(Input::Reply { target: target.clone(), attempt: *attempt, reply: Reply::Invalid(reason), meta: meta.clone() }))
+        Ok(ops)
+    }
+}
+
+/// The kind of a queue item, for spans and logs.
+fn work_kind(work: &Work) -> &'static str {
+    match work {
+        Work::Call { .. } => "call",
+        Work::Sleep { .. } => "sleep",
+        Work::Resume { .. } => "resume",
+        Work::Timeout { .. } => "timeout",
+        Work::Cancel => "cancel",
+        Work::StartTimeout => "start_timeout",
+        Work::Debounce { .. } => "debounce",
+        Work::Batch { .. } => "batch",
+        Work::Cron { .. } => "cron",
+    }
+}
+
+/// What an SDK reply was, for logs: `done`, `ops: StepRun, Sleep`, `error 500`, `invalid`.
+fn reply_kind(reply: &Reply) -> String {
+    match reply {
+        Reply::Done(_) => "done".into(),
+        Reply::Ops(ops) => format!("ops: {}", ops.iter().take(8).map(|o| o.op.as_str()).collect::<Vec<_>>().join(", ")),
+        Reply::Error { status, .. } => format!("error {status}"),
+        Reply::Invalid(_) => "invalid".into(),
     }
 }
 
@@ -469,7 +482,7 @@ fn cron_jitter(f: &crate::registry::Function, cron: &str, at: i64) -> i64 {
 fn cron_item(function: &str, cron: &str, at: i64, jitter_ms: i64) -> WriteOp {
     let work = Work::Cron { function: function.to_string(), cron: cron.to_string(), scheduled_ms: at };
     WriteOp::Enqueue(QueueItem {
-        dedupe: Some(format!("cron:{function}:{cron}")),
+        dedupe: Some(ingot_core::keys::cron_tick(function, cron)),
         ..QueueItem::new(RunId(Ulid::new()), work, at + jitter_ms)
     })
 }

@@ -318,10 +318,12 @@ enum Garbage {
     RepeatsMemoizedStep,
     /// 404 with an HTML body and the SDK header.
     NotFoundHtml,
+    /// 206 with a body over the engine's reply cap (read no further; no retry).
+    HugeReply,
 }
 
 impl Garbage {
-    const ALL: [Garbage; 10] = [
+    const ALL: [Garbage; 11] = [
         Garbage::NonJson206,
         Garbage::NoSdkHeader,
         Garbage::Html500,
@@ -332,6 +334,7 @@ impl Garbage {
         Garbage::UnknownOpOnly,
         Garbage::RepeatsMemoizedStep,
         Garbage::NotFoundHtml,
+        Garbage::HugeReply,
     ];
 
     fn name(self) -> String {
@@ -351,6 +354,7 @@ impl Garbage {
             Garbage::UnknownOpOnly => &["op"],
             Garbage::RepeatsMemoizedStep => &["op"],
             Garbage::NotFoundHtml => &["404"],
+            Garbage::HugeReply => &["over the limit"],
         }
     }
 
@@ -368,6 +372,10 @@ impl Garbage {
             Garbage::EmptyOps => ops("[]"),
             Garbage::UnknownOpOnly => ops(r#"[{"id":"x","op":"SomethingFromTheFuture"}]"#),
             Garbage::RepeatsMemoizedStep => ops(r#"[{"id":"s1","op":"StepRun","data":1}]"#),
+            Garbage::HugeReply => {
+                let data = "x".repeat(ingot_engine::driver::MAX_REPLY_BYTES);
+                ops(&format!(r#"[{{"id":"big","op":"StepRun","data":"{data}"}}]"#))
+            }
             Garbage::NotFoundHtml => {
                 (StatusCode::NOT_FOUND, [SDK, ("content-type", "text/html")], "<html><body>Cannot POST /api/inngest</body></html>")
                     .into_response()
@@ -468,7 +476,11 @@ async fn garbage_sdk_replies_fail_the_run_with_a_readable_error() {
                 let n = calls.lock().unwrap().get(&slug).copied().unwrap_or(0);
                 // `retries.attempts: 1` means two attempts of the failing call;
                 // RepeatsMemoizedStep first succeeds once (step s1), then fails twice.
-                let want = if matches!(g, Garbage::RepeatsMemoizedStep) { 3 } else { 2 };
+                let want = match g {
+                    Garbage::RepeatsMemoizedStep => 3,
+                    Garbage::HugeReply => 1,
+                    _ => 2,
+                };
                 if run["status"] == json!("Failed") && n != want {
                     failures.push(format!("{g:?}: the app was called {n} times, wanted {want}"));
                 }

@@ -600,9 +600,20 @@ fn repo_root() -> PathBuf {
 
 /// A port that was free a moment ago. Ports come from the kernel's ephemeral
 /// range, so two tests racing for the same one is unlikely.
+/// A port nothing listens on now, never the same one twice in this process
+/// (the OS may hand a just-released port out again, e.g. to the engine and
+/// then to the app).
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+        let port = l.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Removes inherited INNGEST_* variables, so a developer's own signing key or

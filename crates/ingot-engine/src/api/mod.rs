@@ -88,6 +88,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .merge(keyed)
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(engine.clone(), origin::require_local))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         // A write may have made an event or changed a run: live views look now.
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
             let engine = poke.clone();
