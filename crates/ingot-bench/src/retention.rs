@@ -21,8 +21,9 @@ use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
+use crate::client::{register, send_events, Bench};
+use crate::phases::throughput::UNLIMITED;
 use crate::stats::{line, mb, ms, proc_status_kb, Samples};
-use crate::{register, send_events, Bench, UNLIMITED};
 
 /// The phase's knobs (`--retention-*` flags).
 pub struct Opts {
