@@ -243,3 +243,83 @@ async fn a_large_event_never_wedges_its_run() {
     };
     res.await.unwrap();
 }
+
+/// The official JS SDK (v4) in cloud mode, unmodified, against `ingot start`:
+/// the engine's signed PUT makes the app register with its hashed key, and a
+/// run completes over signed calls. The same app with another signing key is
+/// refused: it never registers and no call reaches it.
+#[tokio::test]
+async fn the_official_js_sdk_in_cloud_mode_runs_on_ingot_start() {
+    let js = support::repo_root().join("tests/sdk-apps/js");
+    assert!(js.join("node_modules/inngest-v4").is_dir(), "run scripts/setup-test-deps.sh first");
+    let app = |port: u16, app_id: &str, key: &str, engine_port: u16| {
+        let mut cmd = std::process::Command::new("node");
+        support::scrub_inngest_env(&mut cmd);
+        cmd.arg("app.cjs")
+            .current_dir(&js)
+            .env("SDK_MAJOR", "4")
+            .env("PORT", port.to_string())
+            .env("APP_ID", app_id)
+            .env("INNGEST_DEV", "0")
+            .env("INNGEST_SIGNING_KEY", key)
+            .env("INNGEST_EVENT_KEY", EVENT_KEY)
+            .env("INNGEST_BASE_URL", format!("http://127.0.0.1:{engine_port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        KillOnDrop(cmd.spawn().expect("node"))
+    };
+    let (good_port, bad_port) = (support::free_port(), support::free_port());
+    let urls = [format!("http://127.0.0.1:{good_port}/api/inngest"), format!("http://127.0.0.1:{bad_port}/api/inngest")];
+    let mut args = vec!["--signing-key", SIGNING_KEY, "--event-key", EVENT_KEY];
+    for u in &urls {
+        args.extend(["-u", u.as_str()]);
+    }
+    // Apps first, so the engine's first (signed) PUT reaches them.
+    let engine_port = support::free_port();
+    let _good = app(good_port, "cloud-good", SIGNING_KEY, engine_port);
+    let other_key = "signkey-prod-1111111111111111111111111111111111111111111111111111111111111111";
+    let _bad = app(bad_port, "cloud-bad", other_key, engine_port);
+    for url in &urls {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while reqwest::get(url).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "{url} never listened");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let e = EngineProc::start_on("start", engine_port, &args).await.expect("ingot start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, apps) = get(&e, "/v1/apps", Some(&bearer())).await;
+        let ids: Vec<&str> = apps["data"].as_array().map(|a| a.iter().filter_map(|x| x["id"].as_str()).collect()).unwrap_or_default();
+        if ids.contains(&"cloud-good") {
+            assert!(!ids.contains(&"cloud-bad"), "an app with another signing key registered: {apps}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the app never registered: {apps}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, sent) = post(&e, &format!("/e/{EVENT_KEY}"), None, &json!({"name": "e2e/hello", "data": {"name": "Cloud"}})).await;
+    assert_eq!(status, 200, "{sent}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = runs(&e).await;
+        if let Some(run) = runs.iter().find(|r| r["status"] != json!("Running")) {
+            assert_eq!(run["status"], json!("Completed"), "{run}");
+            assert_eq!(run["output"], json!({"message": "Hello Cloud"}));
+            assert_eq!(runs.len(), 1, "only the registered app's function ran: {runs:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never finished: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A child process killed when the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

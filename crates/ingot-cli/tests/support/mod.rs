@@ -594,7 +594,7 @@ impl Deadline {
     }
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
@@ -603,7 +603,7 @@ fn repo_root() -> PathBuf {
 /// A port nothing listens on now, never the same one twice in this process
 /// (the OS may hand a just-released port out again, e.g. to the engine and
 /// then to the app).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
@@ -618,7 +618,7 @@ fn free_port() -> u16 {
 
 /// Removes inherited INNGEST_* variables, so a developer's own signing key or
 /// dev-server URL cannot leak into a test.
-fn scrub_inngest_env(cmd: &mut Command) {
+pub fn scrub_inngest_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("INNGEST_") {
             cmd.env_remove(k);
@@ -867,8 +867,12 @@ impl EngineProc {
 
     /// Like [`EngineProc::start`], running `ingot <command>` (`dev` or `start`).
     pub async fn start_command(command: &'static str, extra_args: &[&str]) -> Result<EngineProc> {
+        EngineProc::start_on(command, free_port(), extra_args).await
+    }
+
+    /// Like [`EngineProc::start_command`], on a chosen port (for apps that must know it first).
+    pub async fn start_on(command: &'static str, port: u16, extra_args: &[&str]) -> Result<EngineProc> {
         let dir = tempfile::Builder::new().prefix("ingot-engine-").tempdir()?;
-        let port = free_port();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build()?;
         let mut e = EngineProc {
             base: format!("http://127.0.0.1:{port}"),
