@@ -1,6 +1,6 @@
 //! Flow control at run start, as store writes: the choices are the core's
-//! ([`ingot_core::start::plan_start`]); this turns a plan into ops and reads
-//! only what the plan needs (the singleton holder to replace).
+//! ([`ingot_core::start::plan_start`]); this only turns a plan into ops (the
+//! conditions checked at commit time are guards and store ops).
 
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ pub struct Start<'a> {
 impl Engine {
     /// The writes for one event's effect on one function: the core plans
     /// (skip, batch, debounce or a guarded run); this only turns the plan
-    /// into ops. The singleton holder to replace is the one read here.
+    /// into ops, reading nothing.
     pub async fn plan_start(self: &Arc<Self>, s: Start<'_>, ops: &mut Vec<WriteOp>) -> anyhow::Result<()> {
         let f = s.function;
         let slug = f.slug().as_str().to_string();
@@ -67,11 +67,8 @@ impl Engine {
                 let run_id = RunId(Ulid::new());
                 let mut create = run_writes(f, run_id, vec![s.event_id], s.payload, s.correlation.clone(), s.now, run);
                 if let Some(single) = singleton {
-                    // The newest run wins: the holder is cancelled and replaced.
-                    if let Some(holder) = self.store.singleton_holder(&single.scope, &single.key).await? {
-                        create.push(enqueue(holder, Work::Cancel, s.now));
-                    }
-                    create.push(WriteOp::SetSingleton { scope: single.scope, key: single.key, run_id });
+                    // The newest run wins: the store cancels the holder it finds in the commit.
+                    create.push(WriteOp::ReplaceSingleton { scope: single.scope, key: single.key, run_id, now_ms: s.now });
                 }
                 for guard in guards.into_iter().rev() {
                     let (guard, otherwise) = match guard {

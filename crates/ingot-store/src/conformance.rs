@@ -43,6 +43,7 @@ pub async fn run_all(store: &dyn Store) {
     debounce_keeps_the_newest_event(store).await;
     batches_fill_and_are_taken_once(store).await;
     singletons_hold_while_running(store).await;
+    singleton_replacement_cancels_the_holder(store).await;
     retention_deletes_only_old_finished_work(store).await;
     paused_functions_are_kept(store).await;
     sessions_are_kept_until_deleted(store).await;
@@ -372,6 +373,22 @@ async fn singletons_hold_while_running(store: &dyn Store) {
     done.state.status = RunStatus::Completed;
     store.commit(Commit { ops: vec![WriteOp::UpdateRun { run: done, expected_rev: 0 }] }).await.unwrap();
     assert_eq!(store.commit(Commit { ops: vec![guard(b)] }).await.unwrap().guards_passed, vec![true]);
+}
+
+async fn singleton_replacement_cancels_the_holder(store: &dyn Store) {
+    let ev = EventId(Ulid::new());
+    let (a, b) = (RunId(Ulid::new()), RunId(Ulid::new()));
+    let replace = |run_id| WriteOp::ReplaceSingleton { scope: "rs".into(), key: "k".into(), run_id, now_ms: 7 };
+    store.commit(Commit { ops: vec![WriteOp::InsertRun(run(a, ev)), replace(a)] }).await.unwrap();
+    assert!(store.run_items(a).await.unwrap().is_empty(), "no holder before: nothing to cancel");
+    // Replacing with the same run cancels nothing either.
+    store.commit(Commit { ops: vec![replace(a)] }).await.unwrap();
+    assert!(store.run_items(a).await.unwrap().is_empty());
+    store.commit(Commit { ops: vec![WriteOp::InsertRun(run(b, ev)), replace(b)] }).await.unwrap();
+    assert_eq!(store.singleton_holder("rs", "k").await.unwrap(), Some(b));
+    let items = store.run_items(a).await.unwrap();
+    assert!(matches!(&items[..], [i] if i.work == Work::Cancel && i.available_at_ms == 7), "the old holder is cancelled: {items:?}");
+    assert!(store.run_items(b).await.unwrap().is_empty());
 }
 
 async fn ingest_and_read_back(store: &dyn Store) {

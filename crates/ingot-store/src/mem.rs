@@ -243,6 +243,11 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
         WriteOp::SetSingleton { scope, key, run_id } => {
             inner.singletons.insert((scope, key), run_id);
         }
+        WriteOp::ReplaceSingleton { scope, key, run_id, now_ms } => {
+            if let Some(holder) = inner.singletons.insert((scope, key), run_id).filter(|h| *h != run_id) {
+                apply(inner, WriteOp::Enqueue(QueueItem::new(holder, Work::Cancel, now_ms)), out, enqueued);
+            }
+        }
         WriteOp::Guarded { guard, then, otherwise } => {
             let passed = match guard {
                 Guard::ConsumePause(id) => inner.pauses.remove(&id).is_some(),

@@ -290,6 +290,15 @@ pub enum WriteOp {
         key: String,
         run_id: RunId,
     },
+    /// `singleton.mode: "cancel"`: makes `run_id` the holder of the key and,
+    /// in the same commit, queues a cancel (due `now_ms`) for the run that
+    /// held it, read inside the commit.
+    ReplaceSingleton {
+        scope: String,
+        key: String,
+        run_id: RunId,
+        now_ms: i64,
+    },
     /// Stores a dashboard session (replacing one with the same id).
     InsertSession(SessionRecord),
     /// Deletes a dashboard session, if it is there (sign-out).

@@ -167,6 +167,20 @@ pub(super) fn apply_all(conn: &Connection, ops: &[WriteOp]) -> Result<CommitOutc
                     params![scope, key, run_id.to_string()],
                 )?;
             }
+            WriteOp::ReplaceSingleton { scope, key, run_id, now_ms } => {
+                let holder: Option<String> =
+                    query_opt(conn, "SELECT run_id FROM singletons WHERE scope = ? AND key = ?", params![scope, key], |row| {
+                        col(row, "run_id")
+                    })?;
+                if let Some(holder) = holder.filter(|h| *h != run_id.to_string()) {
+                    enqueue(conn, &QueueItem::new(parse_run_id(holder)?, Work::Cancel, *now_ms), false)?;
+                }
+                exec(
+                    conn,
+                    "INSERT OR REPLACE INTO singletons (scope, key, run_id) VALUES (?,?,?)",
+                    params![scope, key, run_id.to_string()],
+                )?;
+            }
             WriteOp::Purge { now_ms, before_ms, limit } => {
                 let p = purge(conn, *now_ms, *before_ms, *limit)?;
                 let acc = &mut out.purged;
