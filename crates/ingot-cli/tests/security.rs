@@ -250,15 +250,37 @@ async fn a_large_event_never_wedges_its_run() {
 /// refused: it never registers and no call reaches it.
 #[tokio::test]
 async fn the_official_js_sdk_in_cloud_mode_runs_on_ingot_start() {
-    let js = support::repo_root().join("tests/sdk-apps/js");
-    assert!(js.join("node_modules/inngest-v4").is_dir(), "run scripts/setup-test-deps.sh first");
+    official_sdk_in_cloud_mode(Sdk::JsV4).await;
+}
+
+/// The same with the official Python SDK (it sends the hash without the
+/// `signkey-<env>-` prefix).
+#[tokio::test]
+async fn the_official_python_sdk_in_cloud_mode_runs_on_ingot_start() {
+    official_sdk_in_cloud_mode(Sdk::Py).await;
+}
+
+async fn official_sdk_in_cloud_mode(sdk: Sdk) {
+    let root = support::repo_root();
     let app = |port: u16, app_id: &str, key: &str, engine_port: u16| {
-        let mut cmd = std::process::Command::new("node");
+        let mut cmd = match sdk {
+            Sdk::Py => {
+                let dir = root.join("tests/sdk-apps/py");
+                assert!(dir.join(".venv/bin/python").exists(), "run scripts/setup-test-deps.sh first");
+                let mut cmd = std::process::Command::new(dir.join(".venv/bin/python"));
+                cmd.arg("app.py").current_dir(dir);
+                cmd
+            }
+            _ => {
+                let dir = root.join("tests/sdk-apps/js");
+                assert!(dir.join("node_modules/inngest-v4").is_dir(), "run scripts/setup-test-deps.sh first");
+                let mut cmd = std::process::Command::new("node");
+                cmd.arg("app.cjs").current_dir(dir).env("SDK_MAJOR", "4");
+                cmd
+            }
+        };
         support::scrub_inngest_env(&mut cmd);
-        cmd.arg("app.cjs")
-            .current_dir(&js)
-            .env("SDK_MAJOR", "4")
-            .env("PORT", port.to_string())
+        cmd.env("PORT", port.to_string())
             .env("APP_ID", app_id)
             .env("INNGEST_DEV", "0")
             .env("INNGEST_SIGNING_KEY", key)
