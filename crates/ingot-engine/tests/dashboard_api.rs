@@ -79,7 +79,7 @@ async fn start_mode_needs_the_signing_key_as_bearer_or_session() {
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text);
     assert_eq!(a.headers[header::LOCATION], "/runs");
     let cookie = a.headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_string();
-    assert!(!cookie.contains("0123456789abcdef"), "the cookie holds the hashed key, not the key: {cookie}");
+    assert!(!cookie.contains("0123456789abcdef"), "the cookie is a session token, not the key: {cookie}");
     let a = send(&e, "GET", "/runs", &[("cookie", &cookie), ("accept", "text/html")], "").await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(a.text.contains("/assets/app.js"));
