@@ -483,7 +483,10 @@ impl TestEnv {
     /// Every line the app has written to E2E_LOG so far.
     pub fn log_entries(&self) -> Result<Vec<LogEntry>> {
         let text = fs::read_to_string(&self.e2e_log).with_context(|| format!("reading {}", self.e2e_log.display()))?;
-        text.lines()
+        // The app may be appending a line as we read: only whole lines count.
+        let whole = text.rfind('\n').map_or("", |end| &text[..=end]);
+        whole
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {
                 let raw: Value = serde_json::from_str(line).with_context(|| format!("E2E_LOG line {line:?}"))?;
