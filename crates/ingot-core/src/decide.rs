@@ -191,8 +191,8 @@ pub fn decide_with(run: &RunState, input: Input, now_ms: i64, policy: Policy, lo
                     continue;
                 }
                 let name = op.display();
-                let memo = step_memo(&op);
-                save(&mut d, op.id, name, memo);
+                let (memo, size) = step_memo(&op);
+                save_sized(&mut d, op.id, name, memo, size);
             }
         }
         Input::SleepDone { step } => resolve_async(&mut d, step, Value::Null, now_ms),
@@ -245,16 +245,20 @@ fn finish_with_output(d: &mut Decision, output: Value) {
 }
 
 /// The memo of a step that returned (`StepRun`, or `Step` which carries its
-/// memo as is): an error memo when the output is over the limit.
-fn step_memo(op: &Op) -> Value {
+/// memo as is), with its size as JSON: an error memo when the output is over
+/// the limit. The output is serialized once, here.
+fn step_memo(op: &Op) -> (Value, usize) {
     let data = op.data.clone().unwrap_or(Value::Null);
     let size = json_size(&data);
     if size > MAX_STEP_OUTPUT_BYTES {
-        errors::failed_memo(errors::output_too_large("step output", Some(size), MAX_STEP_OUTPUT_BYTES))
+        let memo = errors::failed_memo(errors::output_too_large("step output", Some(size), MAX_STEP_OUTPUT_BYTES));
+        let memo_size = json_size(&memo);
+        (memo, memo_size)
     } else if op.op == Opcode::Step {
-        data
+        (data, size)
     } else {
-        json!({ "data": data })
+        // `{"data":` + data + `}`
+        (json!({ "data": data }), size + 9)
     }
 }
 
@@ -310,7 +314,13 @@ fn resolve_async(d: &mut Decision, step: String, memo: Value, now_ms: i64) {
 }
 
 fn save(d: &mut Decision, step: String, name: String, memo: Value) {
-    d.state.state_bytes = d.state.state_bytes.saturating_add(json_size(&memo) as u64);
+    let size = json_size(&memo);
+    save_sized(d, step, name, memo, size);
+}
+
+/// [`save`] for a memo whose JSON size is already known.
+fn save_sized(d: &mut Decision, step: String, name: String, memo: Value, size: usize) {
+    d.state.state_bytes = d.state.state_bytes.saturating_add(size as u64);
     d.state.pending.remove(&step);
     d.state.done.insert(step.clone());
     d.effects.push(Effect::SaveStep { step, name, memo });
@@ -373,8 +383,8 @@ fn apply_ops(
                     repeated = true;
                     continue;
                 }
-                let memo = step_memo(&op);
-                save(d, op.id, name, memo);
+                let (memo, size) = step_memo(&op);
+                save_sized(d, op.id, name, memo, size);
                 completed = true;
             }
             Opcode::StepFailed => {
