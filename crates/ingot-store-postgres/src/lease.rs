@@ -1,0 +1,131 @@
+//! Claims and leases. A claim takes due items with `FOR UPDATE SKIP LOCKED`
+//! and writes its lease into the row (`leased_by`, `lease_until_ms` on the
+//! database's clock); the node renews the leases it holds while it lives, so
+//! an item is never claimed twice while its holder runs, and the item of a
+//! node that died is claimable by any node once its lease has run out.
+//!
+//! The [`Store`](ingot_store::Store) trait has no lease token yet, so the
+//! node also keeps the ids it holds in memory, as the SQLite store does: a
+//! claim never returns an item this node already holds.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use ingot_store::{Claim, QueueItem, QueueItemId, Result, StoreError};
+
+use crate::rows::queue_row;
+use crate::sql::{big, col, pg_error};
+use crate::Local;
+
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        e => StoreError::Unavailable(format!("postgres pool: {e}")),
+    }
+}
+
+/// Takes up to `limit` due items nobody holds: free, or leased by a node
+/// whose lease ended.
+const CLAIM: &str = "WITH due AS (
+        SELECT id FROM queue
+        WHERE available_at_ms <= $1 AND (lease_until_ms IS NULL OR lease_until_ms <= ingot_now_ms()) AND NOT (id = ANY($5))
+        ORDER BY available_at_ms, id LIMIT $2
+        FOR UPDATE SKIP LOCKED)
+    UPDATE queue q SET leased_by = $3, lease_until_ms = ingot_now_ms() + $4 FROM due WHERE q.id = due.id
+    RETURNING q.id, q.run_id, q.work, q.available_at_ms, q.dedupe";
+
+/// When to look again: the earliest item nobody holds, and how long until
+/// the first lease another node holds on a due item runs out.
+const NEXT: &str = "SELECT
+        (SELECT available_at_ms FROM queue
+         WHERE (lease_until_ms IS NULL OR lease_until_ms <= ingot_now_ms()) AND NOT (id = ANY($1))
+         ORDER BY available_at_ms, id LIMIT 1) AS next_free,
+        (SELECT MIN(lease_until_ms) - ingot_now_ms() FROM queue
+         WHERE lease_until_ms > ingot_now_ms() AND leased_by <> $2) AS lease_wait";
+
+const RELEASE: &str = "UPDATE queue SET leased_by = NULL, lease_until_ms = NULL WHERE id = ANY($1) AND leased_by = $2";
+
+const RENEW: &str = "UPDATE queue SET lease_until_ms = ingot_now_ms() + $1 WHERE id = ANY($2) AND leased_by = $3";
+
+pub(crate) async fn claim(pool: &Pool, local: &Local, now_ms: i64, limit: usize) -> Result<Claim> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let held: Vec<String> = local.held().iter().map(|id| id.0.clone()).collect();
+    let mut claim = Claim::default();
+    if limit > 0 {
+        let st = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
+        let rows = client.query(&st, &[&now_ms, &big(limit), &local.node, &local.lease_ms, &held]).await.map_err(pg_error)?;
+        let mut items: Vec<QueueItem> = Vec::with_capacity(rows.len());
+        let mut unreadable = None;
+        for row in &rows {
+            match queue_row(row) {
+                Ok(item) => items.push(item),
+                // Its lease stays and runs out, so it does not block the queue.
+                Err(e) => unreadable = Some(e),
+            }
+        }
+        if let Some(e) = unreadable {
+            let ids: Vec<String> = items.iter().map(|i| i.id.0.clone()).collect();
+            if let Err(release) = client.execute(RELEASE, &[&ids, &local.node]).await {
+                tracing::warn!(error = %release, "could not release claimed items after a corrupt one");
+            }
+            return Err(e);
+        }
+        items.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
+        local.held().extend(items.iter().map(|i| i.id.clone()));
+        claim.items = items;
+    }
+    let held: Vec<String> = local.held().iter().map(|id| id.0.clone()).collect();
+    let st = client.prepare_cached(NEXT).await.map_err(pg_error)?;
+    let row = client.query_one(&st, &[&held, &local.node]).await.map_err(pg_error)?;
+    let next_free: Option<i64> = col(&row, "next_free")?;
+    let lease_wait: Option<i64> = col(&row, "lease_wait")?;
+    let next_lease = lease_wait.map(|w| now_ms.saturating_add(w.max(0)));
+    claim.next_at_ms = match (next_free.map(|t| t.max(now_ms)), next_lease) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(claim)
+}
+
+/// Gives an item back: its lease ends now and any node may claim it.
+pub(crate) async fn release(pool: &Pool, local: &Local, item: &QueueItemId) {
+    local.held().remove(item);
+    let done = async {
+        let client = pool.get().await.map_err(pool_error)?;
+        let st = client.prepare_cached(RELEASE).await.map_err(pg_error)?;
+        client.execute(&st, &[&vec![item.0.clone()], &local.node]).await.map_err(pg_error)
+    };
+    if let Err(e) = done.await {
+        // The lease runs out on its own.
+        tracing::warn!(error = %e, item = %item.0, "could not release a queue item");
+    }
+    local.notify.notify_one();
+}
+
+/// Renews the leases this node holds every third of the lease, until the
+/// store is dropped.
+pub(crate) async fn renew(pool: Pool, local: Weak<Local>) {
+    let every = match local.upgrade() {
+        Some(l) => Duration::from_millis((l.lease_ms / 3).max(1) as u64),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(local) = local.upgrade() else { return };
+        let held: Vec<String> = local.held().iter().map(|id| id.0.clone()).collect();
+        if held.is_empty() {
+            continue;
+        }
+        let done = async {
+            let client = pool.get().await.map_err(pool_error)?;
+            let st = client.prepare_cached(RENEW).await.map_err(pg_error)?;
+            client.execute(&st, &[&local.lease_ms, &held, &local.node]).await.map_err(pg_error)
+        };
+        if let Err(e) = done.await {
+            tracing::warn!(error = %e, held = held.len(), "could not renew leases");
+        }
+    }
+}
