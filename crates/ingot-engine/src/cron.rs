@@ -72,6 +72,52 @@ pub fn timer_event(cron: &str, scheduled_ms: i64, fire_ms: i64) -> Value {
     })
 }
 
+/// Makes sure every cron trigger of every synced function has its next tick
+/// queued (a tick's queue item is deduplicated per function and expression).
+pub async fn schedule_all(shared: &crate::shared::Shared) {
+    let now = shared.clock.now_ms();
+    let mut ops = Vec::new();
+    for f in shared.registry.all() {
+        for cron in f.config.triggers.iter().filter_map(|t| t.cron.as_deref()) {
+            if let Some(next) = Schedule::parse(cron).ok().and_then(|s| s.next_after(now)) {
+                ops.push(tick_item(&f, cron, next));
+            }
+        }
+    }
+    if !ops.is_empty() {
+        if let Err(e) = shared.commit(ops).await {
+            tracing::error!(error = %e, "scheduling cron ticks failed");
+        }
+    }
+}
+
+/// The queue item of `f`'s tick of `cron` scheduled at `at`: one per function
+/// and expression, due after the trigger's jitter.
+pub fn tick_item(f: &crate::registry::Function, cron: &str, at: i64) -> ingot_store::WriteOp {
+    use ingot_store::{QueueItem, Work, WriteOp};
+    let function = f.slug().as_str();
+    let work = Work::Cron { function: function.to_string(), cron: cron.to_string(), scheduled_ms: at };
+    WriteOp::Enqueue(QueueItem {
+        dedupe: Some(ingot_core::keys::cron_tick(function, cron)),
+        ..QueueItem::new(ingot_core::RunId(ulid::Ulid::new()), work, at + trigger_jitter(f, cron, at))
+    })
+}
+
+/// The trigger's `jitter` for the tick scheduled at `at`: deterministic, below the
+/// configured maximum (Inngest allows 1 s to 5 m).
+fn trigger_jitter(f: &crate::registry::Function, cron: &str, at: i64) -> i64 {
+    let max = f
+        .config
+        .triggers
+        .iter()
+        .find(|t| t.cron.as_deref() == Some(cron))
+        .and_then(|t| t.jitter.as_deref())
+        .and_then(|j| ingot_protocol::timestr::parse_duration(j).ok())
+        .map(|d| (d.as_millis() as i64).min(300_000))
+        .unwrap_or(0);
+    jitter_ms(f.slug().as_str(), at, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@ use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, RunRecord, StepRec
 use serde_json::{json, Value};
 use ulid::Ulid;
 
+use crate::error::EngineError;
+
 /// What carrying out a decision takes.
 #[derive(Debug, Default)]
 pub struct DecisionOps {
@@ -39,7 +41,7 @@ fn history(run: &RunRecord, now: i64, kind: &str, step: Option<&str>, name: Opti
 
 /// The writes that carry out `decision` for `run`, whose trigger events are
 /// `events`, at `now`. A decision that changes nothing writes nothing.
-pub fn decision_ops(run: &RunRecord, decision: Decision, events: &[Value], now: i64) -> anyhow::Result<DecisionOps> {
+pub fn decision_ops(run: &RunRecord, decision: Decision, events: &[Value], now: i64) -> Result<DecisionOps, EngineError> {
     if decision.effects.is_empty() && decision.state == run.state {
         return Ok(DecisionOps::default());
     }
@@ -152,6 +154,6 @@ fn target_step(t: &CallTarget) -> Option<&str> {
 /// An event the engine emits. It is built by the core, so it is not validated
 /// like a user's, and it is not held to the user-event size limit: the core
 /// bounds what it copies (a function's output is capped like a step's).
-fn internal_event(v: Value) -> anyhow::Result<Event> {
-    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("internal event is invalid: {e}"))
+fn internal_event(v: Value) -> Result<Event, EngineError> {
+    serde_json::from_value(v).map_err(|e| EngineError::InternalEvent(e.to_string()))
 }

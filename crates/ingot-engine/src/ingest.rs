@@ -1,6 +1,7 @@
-//! Turning events into writes: store the event, start the runs it triggers,
-//! resume the pauses it matches. Used by the event API and for the events the
-//! engine emits itself, so both paths behave the same.
+//! Ingest: turns events into writes (store the event, start the runs it
+//! triggers, resume the pauses it matches) and commits them. Used by the
+//! event API and for the events the engine emits itself, so both paths
+//! behave the same.
 
 use std::sync::Arc;
 
@@ -11,11 +12,18 @@ use ingot_core::EventId;
 use ingot_protocol::Event;
 use ingot_store::{Guard, PauseKind, QueueItem, StoredEvent, Work, WriteOp};
 
-use crate::flow::Start;
 use serde_json::Value;
 use ulid::Ulid;
 
-use crate::Engine;
+use crate::error::Result;
+use crate::shared::Shared;
+use crate::starter::{Start, Starter};
+
+/// Accepts events.
+pub struct Ingest {
+    shared: Arc<Shared>,
+    starter: Arc<Starter>,
+}
 
 pub use ingot_core::start::IDEMPOTENCY_MS;
 
@@ -51,11 +59,23 @@ pub fn seeded_ids(seed: &str, count: usize) -> Option<Vec<EventId>> {
     )
 }
 
-impl Engine {
+impl Ingest {
+    pub fn new(shared: Arc<Shared>, starter: Arc<Starter>) -> Ingest {
+        Ingest { shared, starter }
+    }
+
+    /// Stores validated events and everything they trigger in one commit;
+    /// returns their internal ids. `ids` as for [`Ingest::plan`].
+    pub async fn accept(&self, events: Vec<Event>, ids: Option<Vec<EventId>>) -> Result<Vec<EventId>> {
+        let planned = self.plan(events, ids).await?;
+        self.shared.commit(planned.ops).await?;
+        Ok(planned.ids)
+    }
+
     /// Plans the writes for validated events. `ids` are internal ids to use
     /// (from a seed); fresh ULIDs otherwise.
-    pub async fn plan_events(self: &Arc<Self>, events: Vec<Event>, ids: Option<Vec<EventId>>) -> anyhow::Result<Planned> {
-        let now = self.clock.now_ms();
+    pub async fn plan(&self, events: Vec<Event>, ids: Option<Vec<EventId>>) -> Result<Planned> {
+        let now = self.shared.clock.now_ms();
         let mut planned = Planned { ids: Vec::new(), ops: Vec::new() };
         let mut pauses = std::collections::HashMap::new();
         for (i, mut event) in events.into_iter().enumerate() {
@@ -75,7 +95,7 @@ impl Engine {
                 received_at_ms: now,
             })];
             planned.ids.push(internal);
-            self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut ops).await?;
+            self.plan_runs(&event, &payload, internal, user_id.as_deref(), now, &mut ops);
             self.plan_resumes(&event, &payload, &mut ops, &mut pauses).await?;
             if ids.as_ref().is_some_and(|v| v.get(i).is_some()) {
                 // A seeded id is the same when the SDK retries the send: the
@@ -94,28 +114,19 @@ impl Engine {
         Ok(planned)
     }
 
-    async fn plan_runs(
-        self: &Arc<Self>,
-        event: &Event,
-        payload: &Value,
-        internal: EventId,
-        user_id: Option<&str>,
-        now: i64,
-        ops: &mut Vec<WriteOp>,
-    ) -> anyhow::Result<()> {
+    fn plan_runs(&self, event: &Event, payload: &Value, internal: EventId, user_id: Option<&str>, now: i64, ops: &mut Vec<WriteOp>) {
         let inngest = payload.pointer("/data/_inngest");
         let targets = if event.name == FUNCTION_INVOKED {
             let fn_id = inngest.and_then(|m| m.get("fn_id")).and_then(Value::as_str).unwrap_or("");
-            self.registry.get(fn_id).into_iter().collect()
+            self.shared.registry.get(fn_id).into_iter().collect()
         } else {
-            self.registry.matching(&event.name, payload)
+            self.shared.registry.matching(&event.name, payload)
         };
         let correlation = inngest.and_then(|m| m.get("correlation_id")).and_then(Value::as_str).map(str::to_string);
         for f in targets {
             let start = Start { function: &f, event_id: internal, payload, user_id, correlation: correlation.clone(), now };
-            self.plan_start(start, ops).await?;
+            self.starter.plan(start, ops);
         }
-        Ok(())
     }
 
     /// `pauses` caches the pauses read per event name within one request.
@@ -125,10 +136,10 @@ impl Engine {
         payload: &Value,
         ops: &mut Vec<WriteOp>,
         pauses: &mut std::collections::HashMap<String, Vec<ingot_store::Pause>>,
-    ) -> anyhow::Result<()> {
-        let now = self.clock.now_ms();
+    ) -> Result<()> {
+        let now = self.shared.clock.now_ms();
         if !pauses.contains_key(&event.name) {
-            let found = self.store.pauses_for_event(&event.name).await?;
+            let found = self.shared.store.pauses_for_event(&event.name).await?;
             pauses.insert(event.name.clone(), found);
         }
         for pause in pauses[&event.name].clone() {
@@ -151,7 +162,7 @@ impl Engine {
         }
         if event.name == FUNCTION_FINISHED {
             if let Some(corr) = payload.pointer("/data/correlation_id").and_then(Value::as_str) {
-                if let Some(pause) = self.store.pause_by_correlation(corr).await? {
+                if let Some(pause) = self.shared.store.pause_by_correlation(corr).await? {
                     let data = &payload["data"];
                     let result = match data.get("error") {
                         Some(err) if !err.is_null() => Err(err.clone()),

@@ -78,7 +78,7 @@ impl ingot_core::Lookup for Registry {
 
 impl Registry {
     /// Reloads from the store.
-    pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+    pub async fn reload(&self, store: &dyn Store) -> crate::error::Result<()> {
         let mut map = HashMap::new();
         for rec in store.functions(false).await? {
             match compile(rec) {

@@ -1,5 +1,6 @@
-//! Sync: pinging apps with `PUT` so they register, handling `POST
-//! /fn/register`, auto-discovery of local apps, and polling.
+//! App sync: pinging apps with `PUT` so they register, handling `POST
+//! /fn/register`, auto-discovery of local apps, and polling. It owns the set
+//! of app URLs the engine pings.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use crate::error::{EngineError, Result};
 use crate::registry;
-use crate::Engine;
+use crate::shared::Shared;
 
 /// Ports probed by auto-discovery, as the Inngest dev server.
 pub const DISCOVERY_PORTS: &[u16] = &[
@@ -23,14 +25,20 @@ pub const DISCOVERY_PORTS: &[u16] = &[
 /// Paths probed on each open port.
 pub const DISCOVERY_PATHS: &[&str] = &["/api/inngest", "/x/inngest", "/.netlify/functions/inngest", "/.redwood/functions/inngest"];
 
+/// Syncs apps.
+pub struct AppSync {
+    shared: Arc<Shared>,
+    urls: Urls,
+}
+
 /// URLs the engine pings.
-pub struct SyncState {
+struct Urls {
     urls: Mutex<BTreeSet<String>>,
 }
 
-impl SyncState {
-    pub fn new(urls: &[String]) -> SyncState {
-        SyncState { urls: Mutex::new(urls.iter().cloned().collect()) }
+impl Urls {
+    fn new(urls: &[String]) -> Urls {
+        Urls { urls: Mutex::new(urls.iter().cloned().collect()) }
     }
 
     fn add(&self, url: &str) -> bool {
@@ -68,11 +76,16 @@ pub fn stable_uuid(name: &str) -> String {
     format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
 }
 
-impl Engine {
+impl AppSync {
+    pub fn new(shared: Arc<Shared>) -> AppSync {
+        let urls = Urls::new(&shared.config.sdk_urls);
+        AppSync { shared, urls }
+    }
+
     /// Handles a register body from an SDK.
-    pub async fn register(self: &Arc<Self>, body: &[u8], expected_kind: Option<&str>) -> Result<Registered, SyncError> {
+    pub async fn register(&self, body: &[u8], expected_kind: Option<&str>) -> Result<Registered, SyncError> {
         if let Some(kind) = expected_kind.filter(|k| !k.is_empty()) {
-            let actual = self.config.mode.server_kind();
+            let actual = self.shared.config.mode.server_kind();
             if kind != actual {
                 return Err(SyncError::KindMismatch { expected: kind.to_string(), actual: actual.to_string() });
             }
@@ -86,8 +99,8 @@ impl Engine {
         if req.app_name.trim().is_empty() {
             return Err(SyncError::Invalid("appName is empty".into()));
         }
-        let now = self.clock.now_ms();
-        let apps = self.store.apps().await?;
+        let now = self.shared.clock.now_ms();
+        let apps = self.shared.store.apps().await?;
         if let Some(existing) = apps.iter().find(|a| a.id == req.app_name) {
             if existing.checksum.as_deref() == Some(checksum.as_str()) && existing.error.is_none() && existing.url == req.url {
                 return Ok(Registered { modified: false, app_id: stable_uuid(&req.app_name) });
@@ -107,7 +120,7 @@ impl Engine {
             }
             // A registration replaces only its own app's functions: another
             // app reusing an id must not move that function (and its calls).
-            if let Some(existing) = self.registry.get(&f.id).filter(|e| e.record.app_id != req.app_name) {
+            if let Some(existing) = self.shared.registry.get(&f.id).filter(|e| e.record.app_id != req.app_name) {
                 return Err(SyncError::Owned { function: f.id.clone(), owner: existing.record.app_id.clone(), app: req.app_name.clone() });
             }
             let record = FunctionRecord {
@@ -131,30 +144,32 @@ impl Engine {
             error: None,
             synced_at_ms: now,
         };
-        self.store
+        self.shared
+            .store
             .commit(Commit {
                 ops: vec![WriteOp::UpsertApp(app), WriteOp::SyncFunctions { app_id: req.app_name.clone(), functions: records }],
             })
             .await?;
-        self.registry.reload(self.store.as_ref()).await.map_err(|e| SyncError::Invalid(e.to_string()))?;
-        self.schedule_crons().await;
-        self.sync_state.add(&req.url);
+        self.shared.registry.reload(self.shared.store.as_ref()).await.map_err(|e| SyncError::Invalid(e.to_string()))?;
+        crate::cron::schedule_all(&self.shared).await;
+        self.urls.add(&req.url);
         tracing::info!(app = %req.app_name, functions = req.functions.len(), "app synced");
         Ok(Registered { modified: true, app_id: stable_uuid(&req.app_name) })
     }
 
     /// Asks the app at `url` to sync (`PUT`), recording an error on failure.
-    pub async fn ping(self: &Arc<Self>, url: &str) -> Result<(), String> {
+    async fn ping(&self, url: &str) -> Result<(), String> {
         let body = json!({ "url": url }).to_string();
         let mut req = self
+            .shared
             .http
             .put(url)
-            .header("X-Inngest-Server-Kind", self.config.mode.server_kind())
+            .header("X-Inngest-Server-Kind", self.shared.config.mode.server_kind())
             .header("Content-Type", "application/json")
             .timeout(Duration::from_secs(30));
         // Signed like a call, so an app in cloud mode can trust the sync.
-        if let Some(key) = self.config.signing_key.as_deref() {
-            let signature = ingot_protocol::signature::sign(body.as_bytes(), key, self.clock.now_ms() / 1000);
+        if let Some(key) = self.shared.config.signing_key.as_deref() {
+            let signature = ingot_protocol::signature::sign(body.as_bytes(), key, self.shared.clock.now_ms() / 1000);
             req = req.header("X-Inngest-Signature", signature);
         }
         let result = req.body(body).send().await;
@@ -167,9 +182,9 @@ impl Engine {
             }
             Err(e) => Some(format!("unreachable: {e}")),
         };
-        if let Ok(apps) = self.store.apps().await {
+        if let Ok(apps) = self.shared.store.apps().await {
             for app in apps.into_iter().filter(|a| a.url == url && a.error != error) {
-                let _ = self.store.commit(Commit { ops: vec![WriteOp::SetAppError { app_id: app.id, error: error.clone() }] }).await;
+                let _ = self.shared.store.commit(Commit { ops: vec![WriteOp::SetAppError { app_id: app.id, error: error.clone() }] }).await;
             }
         }
         match error {
@@ -179,19 +194,19 @@ impl Engine {
     }
 
     /// Re-syncs the app with id `app_id`.
-    pub async fn resync(self: &Arc<Self>, app_id: &str) -> Result<(), String> {
-        let apps = self.store.apps().await.map_err(|e| e.to_string())?;
-        let app = apps.into_iter().find(|a| a.id == app_id).ok_or_else(|| format!("no app {app_id:?}"))?;
-        self.ping(&app.url).await
+    pub async fn resync(&self, app_id: &str) -> Result<()> {
+        let apps = self.shared.store.apps().await?;
+        let app = apps.into_iter().find(|a| a.id == app_id).ok_or_else(|| EngineError::NotFound(format!("app {app_id:?} not found")))?;
+        self.ping(&app.url).await.map_err(|e| EngineError::Refused(format!("the app at {} did not sync: {e}", app.url)))
     }
 
     /// Adds an app URL and pings it.
-    pub async fn add_app_url(self: &Arc<Self>, url: &str) -> Result<(), String> {
-        self.sync_state.add(url);
-        self.ping(url).await
+    pub async fn add_app_url(&self, url: &str) -> Result<()> {
+        self.urls.add(url);
+        self.ping(url).await.map_err(|e| EngineError::Refused(format!("the app at {url} did not sync: {e}")))
     }
 
-    async fn discover(self: &Arc<Self>) {
+    async fn discover(&self) {
         for port in DISCOVERY_PORTS {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
             let open = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await;
@@ -200,8 +215,8 @@ impl Engine {
             }
             for path in DISCOVERY_PATHS {
                 let url = format!("http://127.0.0.1:{port}{path}");
-                let resp = self.http.get(&url).timeout(Duration::from_secs(2)).send().await;
-                if matches!(&resp, Ok(r) if r.headers().contains_key("x-inngest-sdk")) && self.sync_state.add(&url) {
+                let resp = self.shared.http.get(&url).timeout(Duration::from_secs(2)).send().await;
+                if matches!(&resp, Ok(r) if r.headers().contains_key("x-inngest-sdk")) && self.urls.add(&url) {
                     tracing::info!(%url, "discovered an app");
                     let _ = self.ping(&url).await;
                 }
@@ -211,27 +226,33 @@ impl Engine {
 }
 
 /// Pings known apps now and every poll interval; discovers apps until one syncs.
-pub async fn sync_loop(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+pub async fn sync_loop(sync: Arc<AppSync>, mut shutdown: watch::Receiver<bool>) {
     let mut first = true;
+    let config = &sync.shared.config;
     loop {
-        let synced: BTreeSet<String> =
-            engine.store.apps().await.map(|a| a.into_iter().filter(|a| a.error.is_none()).map(|a| a.url).collect()).unwrap_or_default();
-        for url in engine.sync_state.all() {
-            if first || engine.config.poll || !synced.contains(&url) {
-                let engine = engine.clone();
+        let synced: BTreeSet<String> = sync
+            .shared
+            .store
+            .apps()
+            .await
+            .map(|a| a.into_iter().filter(|a| a.error.is_none()).map(|a| a.url).collect())
+            .unwrap_or_default();
+        for url in sync.urls.all() {
+            if first || config.poll || !synced.contains(&url) {
+                let sync = sync.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = engine.ping(&url).await {
+                    if let Err(e) = sync.ping(&url).await {
                         tracing::debug!(%url, error = %e, "app did not sync");
                     }
                 });
             }
         }
-        if engine.config.discovery && synced.is_empty() {
-            engine.discover().await;
+        if config.discovery && synced.is_empty() {
+            sync.discover().await;
         }
         first = false;
         tokio::select! {
-            _ = tokio::time::sleep(engine.config.poll_interval) => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
             _ = shutdown.changed() => return,
         }
     }

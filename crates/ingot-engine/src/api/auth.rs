@@ -17,13 +17,14 @@ use axum::http::header::{ACCEPT, AUTHORIZATION, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
+
 use ingot_protocol::signature::{hashed_key, normalize_key};
-use ingot_store::{Commit, SessionRecord, WriteOp};
+use ingot_store::SessionRecord;
 use serde::Deserialize;
-use serde_json::json;
+
 use sha2::{Digest, Sha256};
 
+use super::ApiError;
 use crate::{Engine, Mode};
 
 /// The session cookie set by `/login`.
@@ -41,7 +42,7 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
 
 /// Whether `presented` is the signing key, plain or hashed.
 pub fn accepts(engine: &Engine, presented: &str) -> bool {
-    let Some(key) = engine.config.signing_key.as_deref() else { return false };
+    let Some(key) = engine.config().signing_key.as_deref() else { return false };
     let presented = normalize_key(presented.trim());
     if presented.is_empty() {
         return false;
@@ -69,9 +70,8 @@ async fn session_valid(engine: &Engine, token: &str) -> bool {
     if token.len() != 2 * TOKEN_BYTES || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return false;
     }
-    match engine.store.session(&session_id(token)).await {
-        Ok(Some(s)) => s.expires_at_ms > engine.clock.now_ms(),
-        Ok(None) => false,
+    match engine.sessions.live(&session_id(token)).await {
+        Ok(live) => live,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read dashboard sessions");
             false
@@ -88,7 +88,7 @@ fn behind_tls(engine: &Engine, headers: &HeaderMap) -> bool {
     let forwarded = header("forwarded")
         .and_then(|v| v.split(',').next())
         .and_then(|first| first.split(';').find_map(|kv| kv.trim().strip_prefix("proto=").map(|p| p.trim_matches('"'))));
-    engine.config.public_url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    engine.config().public_url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"))
         || forwarded_proto.or(forwarded).is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
@@ -117,7 +117,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Whether the request carries the signing key or a live session (always
 /// true in `ingot dev`). Async: sessions are looked up in the store.
 pub async fn authorized(engine: &Engine, headers: &HeaderMap) -> bool {
-    if engine.config.mode != Mode::Start || bearer(headers).is_some_and(|t| accepts(engine, t)) {
+    if engine.config().mode != Mode::Start || bearer(headers).is_some_and(|t| accepts(engine, t)) {
         return true;
     }
     match cookie(headers, SESSION_COOKIE) {
@@ -139,8 +139,7 @@ pub async fn require(State(engine): State<Arc<Engine>>, req: Request, next: Next
         let target = format!("/login?next={}", urlencode(next));
         return (StatusCode::SEE_OTHER, [(LOCATION, target)]).into_response();
     }
-    let body = json!({"error": "a token is required: send `Authorization: Bearer <signing key>`", "status": 401});
-    (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(body)).into_response()
+    ApiError::Unauthorized("a token is required: send `Authorization: Bearer <signing key>`".into()).into_response()
 }
 
 fn urlencode(s: &str) -> String {
@@ -220,7 +219,7 @@ pub struct LoginForm {
 /// `GET /login`.
 pub async fn login_page(State(engine): State<Arc<Engine>>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    if engine.config.mode != Mode::Start || authorized(&engine, &headers).await {
+    if engine.config().mode != Mode::Start || authorized(&engine, &headers).await {
         return (StatusCode::SEE_OTHER, [(LOCATION, next.to_string())]).into_response();
     }
     Html(ingot_dashboard::login_html(None, next)).into_response()
@@ -229,7 +228,7 @@ pub async fn login_page(State(engine): State<Arc<Engine>>, headers: HeaderMap, Q
 /// `POST /login`: checks the key, stores a new session and sets its cookie.
 pub async fn login(State(engine): State<Arc<Engine>>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
     let next = safe_next(form.next.as_deref()).to_string();
-    if engine.config.mode != Mode::Start {
+    if engine.config().mode != Mode::Start {
         return (StatusCode::SEE_OTHER, [(LOCATION, next)]).into_response();
     }
     if !accepts(&engine, &form.token) {
@@ -238,9 +237,9 @@ pub async fn login(State(engine): State<Arc<Engine>>, headers: HeaderMap, Form(f
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     }
     let token = new_token();
-    let now = engine.clock.now_ms();
+    let now = engine.clock().now_ms();
     let session = SessionRecord { id: session_id(&token), created_at_ms: now, expires_at_ms: now + SESSION_SECS as i64 * 1000 };
-    if let Err(e) = engine.store.commit(Commit { ops: vec![WriteOp::InsertSession(session)] }).await {
+    if let Err(e) = engine.sessions.insert(session).await {
         tracing::warn!(error = %e, "cannot store a dashboard session");
         let page = ingot_dashboard::login_html(Some("The engine could not store the session; try again."), &next);
         return (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response();
@@ -257,8 +256,7 @@ pub async fn login(State(engine): State<Arc<Engine>>, headers: HeaderMap, Form(f
 /// works anywhere, even if a copy was kept) and clears the cookie.
 pub async fn logout(State(engine): State<Arc<Engine>>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
-        let op = WriteOp::DeleteSession(session_id(token));
-        if let Err(e) = engine.store.commit(Commit { ops: vec![op] }).await {
+        if let Err(e) = engine.sessions.delete(&session_id(token)).await {
             tracing::warn!(error = %e, "cannot delete a dashboard session");
             return (StatusCode::SERVICE_UNAVAILABLE, "the engine could not end the session; try again").into_response();
         }

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
 use ingot_protocol::Event;
-use ingot_store::{Commit, EventFilter, RunFilter, RunRecord, StoredEvent};
+use ingot_store::{EventFilter, RunFilter, RunRecord, StoredEvent};
 use serde_json::{json, Value};
 
 use super::{events, trace, ApiError};
@@ -26,7 +26,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// A function's display name, its slug when it is gone.
 pub fn function_name(engine: &Engine, slug: &str) -> String {
-    engine.registry.get(slug).map(|f| f.record.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| slug.to_string())
+    engine.queries.function(slug).map(|f| f.record.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| slug.to_string())
 }
 
 fn parse_run_id(s: &str) -> Result<RunId, ApiError> {
@@ -43,7 +43,7 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
 }
 
 async fn load_run(engine: &Engine, id: &str) -> Result<RunRecord, ApiError> {
-    engine.store.run(parse_run_id(id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))
+    Ok(engine.queries.run(parse_run_id(id)?).await?)
 }
 
 /// A run as the dashboard lists it.
@@ -84,7 +84,7 @@ pub async fn runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<Str
     let until = q.get("until").filter(|s| !s.is_empty()).map(|s| parse_time(s)).transpose()?;
     let before = q.get("before").and_then(|s| RunId::parse(s));
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 500);
-    let all = engine.store.runs(&RunFilter { status, function, limit: RUN_SCAN_LIMIT }).await?;
+    let all = engine.queries.runs(&RunFilter { status, function, limit: RUN_SCAN_LIMIT }).await?;
     let picked: Vec<RunRecord> = all
         .into_iter()
         .filter(|r| before.is_none_or(|b| r.id() < b))
@@ -94,7 +94,7 @@ pub async fn runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<Str
     let more = picked.len() > limit;
     let mut names: HashMap<EventId, String> = HashMap::new();
     let firsts: Vec<EventId> = picked.iter().take(limit).filter_map(|r| r.event_ids.first().copied()).collect();
-    for e in engine.store.events_by_ids(&firsts).await? {
+    for e in engine.queries.events_by_ids(&firsts).await? {
         names.insert(e.internal_id, e.name);
     }
     let data: Vec<Value> = picked
@@ -115,7 +115,7 @@ pub async fn events_feed(State(engine): State<Arc<Engine>>, Query(q): Query<Hash
     let mut out = Vec::new();
     // Internal events may be hidden, so read pages until the page is full.
     loop {
-        let page = engine.store.events(&EventFilter { name: name.clone(), before, limit: limit * 2, ..Default::default() }).await?;
+        let page = engine.queries.events(&EventFilter { name: name.clone(), before, limit: limit * 2, ..Default::default() }).await?;
         let exhausted = page.len() < limit * 2;
         before = page.last().map(|e| e.internal_id);
         for e in page.into_iter().filter(|e| internal || !e.name.starts_with("inngest/")) {
@@ -129,7 +129,7 @@ pub async fn events_feed(State(engine): State<Arc<Engine>>, Query(q): Query<Hash
     }
     let mut data = Vec::with_capacity(out.len());
     for e in &out {
-        let runs = engine.store.runs_for_event(e.internal_id).await?;
+        let runs = engine.queries.runs_for_event(e.internal_id).await?;
         data.push(event_row(e, &runs, &engine));
     }
     Ok(Json(json!({"data": data})))
@@ -138,8 +138,8 @@ pub async fn events_feed(State(engine): State<Arc<Engine>>, Query(q): Query<Hash
 /// `GET /v1/dashboard/events/{id}`: one event with its runs.
 pub async fn event_detail(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let eid = EventId::parse(&id).ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
-    let e = engine.store.event(eid).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
-    let runs = engine.store.runs_for_event(eid).await?;
+    let e = engine.queries.event(eid).await?;
+    let runs = engine.queries.runs_for_event(eid).await?;
     Ok(Json(json!({"data": event_row(&e, &runs, &engine)})))
 }
 
@@ -164,7 +164,7 @@ pub async fn send_events(State(engine): State<Arc<Engine>>, body: Bytes) -> Resu
 /// `POST /v1/events/{id}/replay`: sends the event again under a new id.
 pub async fn replay_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let eid = EventId::parse(&id).ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
-    let e = engine.store.event(eid).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    let e = engine.queries.event(eid).await?;
     if e.name.starts_with("inngest/") {
         return Err(ApiError::BadRequest(format!("{} is an internal event and cannot be replayed", e.name)));
     }
@@ -184,8 +184,8 @@ pub async fn replay_event(State(engine): State<Arc<Engine>>, Path(id): Path<Stri
 /// control and whether it is paused.
 pub async fn functions(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
     let data: Vec<Value> = engine
-        .registry
-        .all()
+        .queries
+        .functions()
         .iter()
         .map(|f| {
             let cfg = &f.record.config;
@@ -213,7 +213,7 @@ pub async fn functions(State(engine): State<Arc<Engine>>) -> Result<Json<Value>,
                 "triggers": cfg.get("triggers").cloned().unwrap_or(json!([])),
                 "flow": flow,
                 "retries": retries,
-                "paused": engine.is_paused(f.slug().as_str()),
+                "paused": engine.queries.is_paused(f.slug().as_str()),
                 "config": cfg,
             })
         })
@@ -222,7 +222,7 @@ pub async fn functions(State(engine): State<Arc<Engine>>) -> Result<Json<Value>,
 }
 
 fn known_function(engine: &Engine, slug: &str) -> Result<(), ApiError> {
-    engine.registry.get(slug).map(|_| ()).ok_or_else(|| ApiError::NotFound(format!("function {slug:?} not found")))
+    engine.queries.function(slug).map(|_| ()).ok_or_else(|| ApiError::NotFound(format!("function {slug:?} not found")))
 }
 
 /// `POST /v1/functions/{slug}/pause`: the function starts no new runs.
@@ -256,19 +256,16 @@ pub async fn add_app(State(engine): State<Arc<Engine>>, Json(body): Json<Value>)
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ApiError::BadRequest(format!("{url:?} is not an http(s) URL")));
     }
-    engine.add_app_url(url).await.map_err(|e| ApiError::BadRequest(format!("the app at {url} did not sync: {e}")))?;
+    engine.sync.add_app_url(url).await?;
     Ok(Json(json!({"ok": true, "url": url})))
 }
 
 /// `GET /v1/runs/{id}/timeline`: the run, its function, its events and its
 /// trace with each span's output.
 pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let run = load_run(&engine, &id).await?;
+    let crate::queries::RunView { run, steps, history, events } = engine.queries.run_view(parse_run_id(&id)?).await?;
     let slug = run.state.function.as_str();
     let name = function_name(&engine, slug);
-    let steps = engine.store.run_steps(run.id()).await?;
-    let history = engine.store.run_history(run.id()).await?;
-    let events = engine.store.events_by_ids(&run.event_ids).await?;
     let root = trace::build(&run, &name, &steps, &history);
     let memos: HashMap<&str, &Value> = steps.iter().map(|s| (s.step.as_str(), &s.memo)).collect();
     let output = |s: &trace::Span| -> Option<trace::SpanOutput> {
@@ -280,10 +277,10 @@ pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
     let first_name = events.first().map(|e| e.name.as_str());
     Ok(Json(json!({
         "run": run_row(&engine, &run, first_name),
-        "function": {"slug": slug, "name": name, "paused": engine.is_paused(slug), "exists": engine.registry.get(slug).is_some()},
+        "function": {"slug": slug, "name": name, "paused": engine.queries.is_paused(slug), "exists": engine.queries.function(slug).is_some()},
         "events": events.iter().map(|e| json!({"id": e.internal_id.to_string(), "name": e.name, "received_at_ms": e.received_at_ms, "payload": e.payload})).collect::<Vec<_>>(),
         "trace": trace::span_json(&root, output),
-        "now_ms": engine.clock.now_ms(),
+        "now_ms": engine.clock().now_ms(),
     })))
 }
 
@@ -293,13 +290,7 @@ pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
 /// user asked for this run.
 pub async fn rerun(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run = load_run(&engine, &id).await?;
-    let slug = run.state.function.as_str();
-    let f = engine.registry.get(slug).ok_or_else(|| ApiError::BadRequest(format!("function {slug} is no longer synced")))?;
-    let events = engine.store.events_by_ids(&run.event_ids).await?;
-    let first = events.first().map(|e| e.payload.clone()).unwrap_or(json!({}));
-    let new_id = RunId(ulid::Ulid::new());
-    let ops = engine.run_ops(&f, new_id, run.event_ids.clone(), &first, None, engine.clock.now_ms());
-    engine.store.commit(Commit { ops }).await?;
+    let new_id = engine.starter.rerun(&run).await?;
     engine.live.poke();
     Ok(Json(json!({"run_id": new_id.to_string(), "rerun_of": run.id().to_string()})))
 }

@@ -10,10 +10,10 @@ use axum::Json;
 use ingot_core::lifecycle::FUNCTION_INVOKED;
 use ingot_protocol::event::{MAX_EVENTS_PER_REQUEST, MAX_EVENT_REQUEST_BYTES};
 use ingot_protocol::Event;
-use ingot_store::Commit;
 use serde_json::{json, Value};
 
 use super::{auth, ApiError};
+use crate::error::EngineError;
 use crate::ingest::seeded_ids;
 use crate::{Engine, Mode};
 
@@ -22,7 +22,7 @@ pub async fn health() -> Json<Value> {
 }
 
 fn refuse(status: StatusCode, error: String) -> Response {
-    (status, Json(json!({"ids": [], "status": status.as_u16(), "error": error}))).into_response()
+    ApiError::Events(status, error).into_response()
 }
 
 /// Accepts one event or an array; answers after the commit.
@@ -62,24 +62,22 @@ pub async fn send(State(engine): State<Arc<Engine>>, Path(key): Path<String>, he
     match ingest(&engine, events, seeded).await {
         Ok(ids) => (StatusCode::OK, Json(json!({"ids": ids, "status": 200}))).into_response(),
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "event ingest failed");
+            tracing::error!(error = %e, "event ingest failed");
             refuse(StatusCode::INTERNAL_SERVER_ERROR, "the events could not be stored; nothing was accepted".into())
         }
     }
 }
 
 /// Stores events and everything they trigger in one commit; returns their internal ids.
-pub async fn ingest(engine: &Arc<Engine>, events: Vec<Event>, seeded: Option<Vec<ingot_core::EventId>>) -> anyhow::Result<Vec<String>> {
-    let planned = engine.plan_events(events, seeded).await?;
-    engine.store.commit(Commit { ops: planned.ops }).await?;
-    Ok(planned.ids.iter().map(|i| i.to_string()).collect())
+pub async fn ingest(engine: &Engine, events: Vec<Event>, seeded: Option<Vec<ingot_core::EventId>>) -> Result<Vec<String>, EngineError> {
+    Ok(engine.ingest.accept(events, seeded).await?.iter().map(|i| i.to_string()).collect())
 }
 
 /// Whether `key` is one of the engine's event keys (any key in `ingot dev`).
 /// Every configured key is compared, in constant time.
 fn event_key_ok(engine: &Engine, key: &str) -> bool {
-    engine.config.mode != Mode::Start
-        || engine.config.event_keys.iter().fold(false, |found, k| found | (!k.is_empty() && auth::same_secret(k, key)))
+    engine.config().mode != Mode::Start
+        || engine.config().event_keys.iter().fold(false, |found, k| found | (!k.is_empty() && auth::same_secret(k, key)))
 }
 
 /// Starts a function directly with the given payload. In `ingot start` it
@@ -91,7 +89,7 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    if engine.config.mode == Mode::Start {
+    if engine.config().mode == Mode::Start {
         let presented = auth::bearer(&headers).or_else(|| headers.get("x-inngest-event-key").and_then(|v| v.to_str().ok()));
         let ok = presented.is_some_and(|k| event_key_ok(&engine, k.trim()) | auth::accepts(&engine, k));
         if !ok {
@@ -103,7 +101,7 @@ pub async fn invoke(
 
 /// Starts the function `slug` with the payload `{data, user}` in `body`.
 pub async fn invoke_function(engine: &Arc<Engine>, slug: &str, body: &[u8]) -> Result<Json<Value>, ApiError> {
-    if engine.registry.get(slug).is_none() {
+    if engine.queries.function(slug).is_none() {
         return Err(ApiError::NotFound(format!("function {slug:?} not found")));
     }
     let payload: Value = if body.is_empty() {

@@ -166,7 +166,7 @@ impl Query {
         let after = query.after.as_ref().and_then(|s| EventId::parse(s));
         // Internal events are skipped, so read pages until the limit is met.
         'pages: loop {
-            let page = e.store.events(&EventFilter { before, limit: 500, ..Default::default() }).await.map_err(internal)?;
+            let page = e.queries.events(&EventFilter { before, limit: 500, ..Default::default() }).await.map_err(internal)?;
             let Some(last) = page.last() else { break };
             before = Some(last.internal_id);
             let full = page.len() < 500;
@@ -192,7 +192,7 @@ impl Query {
     async fn event(&self, ctx: &Context<'_>, query: EventQuery) -> async_graphql::Result<Option<EventObj>> {
         let _ = query.workspace_id;
         let Some(id) = EventId::parse(&query.event_id) else { return Ok(None) };
-        Ok(engine(ctx).store.event(id).await.map_err(internal)?.map(EventObj))
+        Ok(engine(ctx).queries.find_event(id).await.map_err(internal)?.map(EventObj))
     }
 
     /// Recent events sent by users and apps, newest first.
@@ -200,26 +200,26 @@ impl Query {
         let _ = query.workspace_id;
         let filter =
             EventFilter { before: query.last_event_id.as_ref().and_then(|s| EventId::parse(s)), limit: 1000, ..Default::default() };
-        let events = engine(ctx).store.events(&filter).await.map_err(internal)?;
+        let events = engine(ctx).queries.events(&filter).await.map_err(internal)?;
         Ok(Some(events.into_iter().filter(|e| !e.name.starts_with("inngest/")).map(EventObj).collect()))
     }
 
     #[graphql(name = "eventV2")]
     async fn event_v2(&self, ctx: &Context<'_>, id: Ulid) -> async_graphql::Result<EventV2> {
         let parsed = EventId::parse(&id.0).ok_or_else(|| Error::new(format!("{:?} is not an event id", id.0)))?;
-        let ev = engine(ctx).store.event(parsed).await.map_err(internal)?.ok_or_else(|| Error::new("event not found"))?;
+        let ev = engine(ctx).queries.find_event(parsed).await.map_err(internal)?.ok_or_else(|| Error::new("event not found"))?;
         Ok(EventV2(ev))
     }
 
     /// Every active function.
     async fn functions(&self, ctx: &Context<'_>) -> Option<Vec<FunctionObj>> {
-        Some(engine(ctx).registry.all().into_iter().map(|f| FunctionObj(f.slug().as_str().to_string())).collect())
+        Some(engine(ctx).queries.functions().into_iter().map(|f| FunctionObj(f.slug().as_str().to_string())).collect())
     }
 
     #[graphql(name = "functionBySlug")]
     async fn function_by_slug(&self, ctx: &Context<'_>, query: FunctionQuery) -> Option<FunctionObj> {
         let _ = query.workspace_id;
-        engine(ctx).registry.get(&query.function_slug).map(|f| FunctionObj(f.slug().as_str().to_string()))
+        engine(ctx).queries.function(&query.function_slug).map(|f| FunctionObj(f.slug().as_str().to_string()))
     }
 
     #[graphql(name = "functionRun")]
@@ -247,7 +247,7 @@ impl Query {
         ctx: &Context<'_>,
         #[graphql(name = "outputID")] output_id: String,
     ) -> async_graphql::Result<SpanOutputObj> {
-        let (input, out) = trace::span_output(engine(ctx).store.as_ref(), &output_id)
+        let (input, out) = trace::span_output(&engine(ctx).queries, &output_id)
             .await
             .map_err(internal)?
             .ok_or_else(|| Error::new(format!("no output with id {output_id:?}")))?;
@@ -258,7 +258,7 @@ impl Query {
     #[graphql(name = "runTrigger")]
     async fn run_trigger(&self, ctx: &Context<'_>, #[graphql(name = "runID")] run_id: String) -> async_graphql::Result<RunTrigger> {
         let run = load_run(ctx, &run_id).await?.ok_or_else(|| Error::new("run not found"))?;
-        let events = engine(ctx).store.events_by_ids(&run.event_ids).await.map_err(internal)?;
+        let events = engine(ctx).queries.events_by_ids(&run.event_ids).await.map_err(internal)?;
         let first = events.first();
         Ok(RunTrigger {
             event_name: first.map(|e| e.name.clone()),
@@ -277,18 +277,18 @@ impl Query {
 
     /// Synced apps.
     async fn apps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AppObj>> {
-        Ok(engine(ctx).store.apps().await.map_err(internal)?.into_iter().map(AppObj).collect())
+        Ok(engine(ctx).queries.apps().await.map_err(internal)?.into_iter().map(AppObj).collect())
     }
 }
 
 async fn load_run(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<RunRecord>> {
     let Some(id) = RunId::parse(id) else { return Ok(None) };
-    engine(ctx).store.run(id).await.map_err(internal)
+    engine(ctx).queries.find_run(id).await.map_err(internal)
 }
 
 async fn build_trace(ctx: &Context<'_>, run: &RunRecord) -> async_graphql::Result<TraceSpan> {
     let e = engine(ctx);
-    let root = trace::load(e.store.as_ref(), run, &function_name(e, run.state.function.as_str())).await.map_err(internal)?;
+    let root = trace::load(&e.queries, run, &function_name(e, run.state.function.as_str())).await.map_err(internal)?;
     Ok(TraceSpan { span: root, run_id: run.id(), function: run.state.function.as_str().to_string(), parent: None })
 }
 
@@ -322,10 +322,10 @@ impl StreamItem {
     /// test that finds the run and sends the event it waits for does not
     /// race the run to its `waitForEvent`.
     async fn runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<Option<FunctionRun>>>> {
-        let store = &engine(ctx).store;
+        let queries = &engine(ctx).queries;
         let mut out = Vec::new();
-        for r in store.runs_for_event(self.0.internal_id).await.map_err(internal)? {
-            if r.status().is_terminal() || store.run_history(r.id()).await.map_err(internal)?.iter().any(|h| h.kind == "call") {
+        for r in queries.runs_for_event(self.0.internal_id).await.map_err(internal)? {
+            if r.status().is_terminal() || queries.run_called(r.id()).await.map_err(internal)? {
                 out.push(Some(FunctionRun(r)));
             }
         }
@@ -359,14 +359,14 @@ impl EventObj {
         Some(self.0.payload.to_string())
     }
     async fn total_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
-        Ok(Some(engine(ctx).store.runs_for_event(self.0.internal_id).await.map_err(internal)?.len() as i32))
+        Ok(Some(engine(ctx).queries.runs_for_event(self.0.internal_id).await.map_err(internal)?.len() as i32))
     }
     async fn pending_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
-        let runs = engine(ctx).store.runs_for_event(self.0.internal_id).await.map_err(internal)?;
+        let runs = engine(ctx).queries.runs_for_event(self.0.internal_id).await.map_err(internal)?;
         Ok(Some(runs.iter().filter(|r| !r.status().is_terminal()).count() as i32))
     }
     async fn function_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<FunctionRun>>> {
-        let runs = engine(ctx).store.runs_for_event(self.0.internal_id).await.map_err(internal)?;
+        let runs = engine(ctx).queries.runs_for_event(self.0.internal_id).await.map_err(internal)?;
         Ok(Some(runs.into_iter().map(FunctionRun).collect()))
     }
 }
@@ -394,7 +394,7 @@ impl EventV2 {
         time(self.0.payload.get("ts").and_then(Value::as_i64).unwrap_or(self.0.received_at_ms))
     }
     async fn runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FunctionRunV2>> {
-        let runs = engine(ctx).store.runs_for_event(self.0.internal_id).await.map_err(internal)?;
+        let runs = engine(ctx).queries.runs_for_event(self.0.internal_id).await.map_err(internal)?;
         Ok(runs.into_iter().map(FunctionRunV2).collect())
     }
 }
@@ -433,10 +433,10 @@ impl FunctionRun {
     }
     async fn event(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<EventObj>> {
         let Some(id) = self.0.event_ids.first() else { return Ok(None) };
-        Ok(engine(ctx).store.event(*id).await.map_err(internal)?.map(EventObj))
+        Ok(engine(ctx).queries.find_event(*id).await.map_err(internal)?.map(EventObj))
     }
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<EventObj>> {
-        Ok(engine(ctx).store.events_by_ids(&self.0.event_ids).await.map_err(internal)?.into_iter().map(EventObj).collect())
+        Ok(engine(ctx).queries.events_by_ids(&self.0.event_ids).await.map_err(internal)?.into_iter().map(EventObj).collect())
     }
     #[graphql(name = "batchID")]
     async fn batch_id(&self) -> Option<Ulid> {
@@ -461,7 +461,7 @@ impl FunctionRunV2 {
     }
     #[graphql(name = "appID")]
     async fn app_id(&self, ctx: &Context<'_>) -> Uuid {
-        let app = engine(ctx).registry.get(self.0.state.function.as_str()).map(|f| f.record.app_id.clone()).unwrap_or_default();
+        let app = engine(ctx).queries.function(self.0.state.function.as_str()).map(|f| f.record.app_id.clone()).unwrap_or_default();
         Uuid(crate::sync::stable_uuid(&app))
     }
     #[graphql(name = "traceID")]
@@ -490,7 +490,7 @@ impl FunctionRunV2 {
     }
     async fn event_name(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let Some(id) = self.0.event_ids.first() else { return Ok(None) };
-        Ok(engine(ctx).store.event(*id).await.map_err(internal)?.map(|e| e.name))
+        Ok(engine(ctx).queries.find_event(*id).await.map_err(internal)?.map(|e| e.name))
     }
     async fn is_batch(&self) -> bool {
         self.0.event_ids.len() > 1
@@ -511,7 +511,7 @@ impl FunctionRunV2 {
 }
 
 fn function_uuid(engine: &Engine, slug: &str) -> String {
-    engine.registry.get(slug).map(|f| f.record.uuid.clone()).unwrap_or_else(|| crate::sync::stable_uuid(slug))
+    engine.queries.function(slug).map(|f| f.record.uuid.clone()).unwrap_or_else(|| crate::sync::stable_uuid(slug))
 }
 
 /// A span of a run's trace.
@@ -534,7 +534,7 @@ pub struct SpanMetadata {
 impl TraceSpan {
     #[graphql(name = "appID")]
     async fn app_id(&self, ctx: &Context<'_>) -> Uuid {
-        let app = engine(ctx).registry.get(&self.function).map(|f| f.record.app_id.clone()).unwrap_or_default();
+        let app = engine(ctx).queries.function(&self.function).map(|f| f.record.app_id.clone()).unwrap_or_default();
         Uuid(crate::sync::stable_uuid(&app))
     }
     #[graphql(name = "functionID")]
@@ -712,13 +712,13 @@ impl FunctionObj {
         &self.0
     }
     async fn config(&self, ctx: &Context<'_>) -> String {
-        engine(ctx).registry.get(&self.0).map(|f| f.record.config.to_string()).unwrap_or_else(|| "{}".into())
+        engine(ctx).queries.function(&self.0).map(|f| f.record.config.to_string()).unwrap_or_else(|| "{}".into())
     }
     async fn concurrency(&self, ctx: &Context<'_>) -> i32 {
-        engine(ctx).registry.get(&self.0).and_then(|f| f.flow.concurrency.first().map(|c| c.limit as i32)).unwrap_or(0)
+        engine(ctx).queries.function(&self.0).and_then(|f| f.flow.concurrency.first().map(|c| c.limit as i32)).unwrap_or(0)
     }
     async fn triggers(&self, ctx: &Context<'_>) -> Option<Vec<FunctionTrigger>> {
-        let f = engine(ctx).registry.get(&self.0)?;
+        let f = engine(ctx).queries.function(&self.0)?;
         Some(
             f.config
                 .triggers
@@ -733,17 +733,17 @@ impl FunctionObj {
     }
     async fn url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
         let e = engine(ctx);
-        let app = e.registry.get(&self.0).map(|f| f.record.app_id.clone()).unwrap_or_default();
-        Ok(e.store.apps().await.map_err(internal)?.into_iter().find(|a| a.id == app).map(|a| a.url).unwrap_or_default())
+        let app = e.queries.function(&self.0).map(|f| f.record.app_id.clone()).unwrap_or_default();
+        Ok(e.queries.apps().await.map_err(internal)?.into_iter().find(|a| a.id == app).map(|a| a.url).unwrap_or_default())
     }
     #[graphql(name = "appID")]
     async fn app_id(&self, ctx: &Context<'_>) -> String {
-        engine(ctx).registry.get(&self.0).map(|f| f.record.app_id.clone()).unwrap_or_default()
+        engine(ctx).queries.function(&self.0).map(|f| f.record.app_id.clone()).unwrap_or_default()
     }
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppObj>> {
         let e = engine(ctx);
-        let app = e.registry.get(&self.0).map(|f| f.record.app_id.clone()).unwrap_or_default();
-        Ok(e.store.apps().await.map_err(internal)?.into_iter().find(|a| a.id == app).map(AppObj))
+        let app = e.queries.function(&self.0).map(|f| f.record.app_id.clone()).unwrap_or_default();
+        Ok(e.queries.apps().await.map_err(internal)?.into_iter().find(|a| a.id == app).map(AppObj))
     }
 }
 
@@ -784,12 +784,12 @@ impl AppObj {
         self.0.error.is_none()
     }
     async fn function_count(&self, ctx: &Context<'_>) -> i32 {
-        engine(ctx).registry.all().iter().filter(|f| f.record.app_id == self.0.id).count() as i32
+        engine(ctx).queries.functions().iter().filter(|f| f.record.app_id == self.0.id).count() as i32
     }
     async fn functions(&self, ctx: &Context<'_>) -> Vec<FunctionObj> {
         engine(ctx)
-            .registry
-            .all()
+            .queries
+            .functions()
             .iter()
             .filter(|f| f.record.app_id == self.0.id)
             .map(|f| FunctionObj(f.slug().as_str().to_string()))

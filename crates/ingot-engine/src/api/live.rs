@@ -126,8 +126,8 @@ async fn poll(engine: Arc<Engine>) {
     }
 }
 
-async fn tick(engine: &Engine, seen: &mut Seen, announce: bool) -> anyhow::Result<()> {
-    let events = engine.store.events(&EventFilter { limit: WINDOW, ..Default::default() }).await?;
+async fn tick(engine: &Engine, seen: &mut Seen, announce: bool) -> Result<(), crate::EngineError> {
+    let events = engine.queries.events(&EventFilter { limit: WINDOW, ..Default::default() }).await?;
     let fresh: Vec<_> = events.iter().filter(|e| seen.newest_event.is_none_or(|n| e.internal_id > n)).collect();
     if let Some(newest) = events.first() {
         seen.newest_event = Some(seen.newest_event.map_or(newest.internal_id, |n| n.max(newest.internal_id)));
@@ -143,14 +143,14 @@ async fn tick(engine: &Engine, seen: &mut Seen, announce: bool) -> anyhow::Resul
         }
     }
 
-    let mut runs = engine.store.runs(&RunFilter { limit: WINDOW, ..Default::default() }).await?;
-    runs.extend(engine.store.runs(&RunFilter { status: Some(RunStatus::Running), limit: 5 * WINDOW, ..Default::default() }).await?);
+    let mut runs = engine.queries.runs(&RunFilter { limit: WINDOW, ..Default::default() }).await?;
+    runs.extend(engine.queries.runs(&RunFilter { status: Some(RunStatus::Running), limit: 5 * WINDOW, ..Default::default() }).await?);
     // Runs we saw running that are in neither list ended out of sight: read them.
     let listed: std::collections::HashSet<RunId> = runs.iter().map(|r| r.id()).collect();
     let missing: Vec<RunId> =
         seen.runs.iter().filter(|(id, (_, status))| *status == RunStatus::Running && !listed.contains(id)).map(|(id, _)| *id).collect();
     for id in missing {
-        if let Some(r) = engine.store.run(id).await? {
+        if let Some(r) = engine.queries.find_run(id).await? {
             runs.push(r);
         }
     }

@@ -35,7 +35,7 @@ use crate::Engine;
 /// API (event key) and the login page needs a key ([`auth`]); in `ingot dev`
 /// requests a web page made for another site are refused ([`origin`]).
 pub fn router(engine: Arc<Engine>) -> Router {
-    let kind = HeaderValue::from_static(engine.config.mode.server_kind());
+    let kind = HeaderValue::from_static(engine.config().mode.server_kind());
     let gql = Router::new().route("/v0/gql", post(gql::handle)).with_state(gql::schema(engine.clone()));
     let checkpoint = Router::new().route("/v1/checkpoint/{id}/async", post(sdk::checkpoint));
     let send = Router::new().route("/v1/events", get(rest::list_events).post(dashboard::send_events));

@@ -27,8 +27,8 @@ use crate::{Engine, Mode};
 
 /// Middleware: refuses requests a browser made on behalf of another site.
 pub async fn require_local(State(engine): State<Arc<Engine>>, req: Request, next: Next) -> Response {
-    if engine.config.mode == Mode::Dev {
-        let own = public_host(&engine.config.public_url);
+    if engine.config().mode == Mode::Dev {
+        let own = public_host(&engine.config().public_url);
         if let Err(why) = check(req.headers(), req.uri().host(), own.as_deref()) {
             tracing::warn!(reason = %why, "refused a cross-site request to the dev server");
             return super::ApiError::Refused(StatusCode::FORBIDDEN, why).into_response();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use ingot_core::{EventId, FunctionSlug, Input, RunId, RunStatus};
+use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
 use ingot_store::{EventFilter, RunFilter, RunRecord, StoredEvent};
 use serde_json::{json, Value};
 
@@ -18,8 +18,8 @@ fn rfc3339(ms: i64) -> String {
 
 fn run_json(engine: &Engine, r: &RunRecord) -> Value {
     let uuid = engine
-        .registry
-        .get(r.state.function.as_str())
+        .queries
+        .function(r.state.function.as_str())
         .map(|f| f.record.uuid.clone())
         .unwrap_or_else(|| crate::sync::stable_uuid(r.state.function.as_str()));
     json!({
@@ -82,17 +82,17 @@ pub async fn list_events(State(engine): State<Arc<Engine>>, Query(q): Query<Hash
         received_before_ms: q.get("received_before").map(|s| parse_time(s)).transpose()?,
         limit,
     };
-    let events = engine.store.events(&filter).await?;
+    let events = engine.queries.events(&filter).await?;
     Ok(Json(json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()})))
 }
 
 pub async fn get_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let e = engine.store.event(parse_event_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
+    let e = engine.queries.event(parse_event_id(&id)?).await?;
     Ok(Json(json!({"data": event_json(&e), "metadata": meta()})))
 }
 
 pub async fn event_runs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let runs = engine.store.runs_for_event(parse_event_id(&id)?).await?;
+    let runs = engine.queries.runs_for_event(parse_event_id(&id)?).await?;
     Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
 }
 
@@ -106,28 +106,28 @@ pub async fn list_runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMa
         function: q.get("function").map(|f| FunctionSlug(f.clone())),
         limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000),
     };
-    let runs = engine.store.runs(&filter).await?;
+    let runs = engine.queries.runs(&filter).await?;
     Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
 }
 
 pub async fn get_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let run = engine.store.run(parse_run_id(&id)?).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    let run = engine.queries.run(parse_run_id(&id)?).await?;
     Ok(Json(json!({"data": run_json(&engine, &run), "metadata": meta()})))
 }
 
 /// Cancels a run now: the decision is committed before the answer.
 pub async fn cancel_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run_id = parse_run_id(&id)?;
-    let run = engine.store.run(run_id).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    let run = engine.queries.run(run_id).await?;
     if run.status().is_terminal() {
         return Err(ApiError::BadRequest(format!("run {id} already ended ({})", run.status().as_str())));
     }
-    engine.apply_input(run_id, Input::Cancel, None, None, Vec::new()).await?;
+    engine.worker.cancel(run_id).await?;
     Ok(Json(json!({})))
 }
 
 pub async fn run_jobs(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let items = engine.store.run_items(parse_run_id(&id)?).await?;
+    let items = engine.queries.run_items(parse_run_id(&id)?).await?;
     let data: Vec<Value> =
         items.iter().map(|i| json!({"id": i.id.0, "at": rfc3339(i.available_at_ms), "work": ingot_store::work_to_json(&i.work)})).collect();
     Ok(Json(json!({"data": data, "metadata": meta()})))
@@ -136,8 +136,8 @@ pub async fn run_jobs(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
 /// Steps and history of a run, for tools and the dashboard.
 pub async fn run_steps(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run_id = parse_run_id(&id)?;
-    let steps = engine.store.run_steps(run_id).await?;
-    let history = engine.store.run_history(run_id).await?;
+    let steps = engine.queries.run_steps(run_id).await?;
+    let history = engine.queries.run_history(run_id).await?;
     let steps: Vec<Value> =
         steps.iter().map(|s| json!({"id": s.step, "name": s.name, "seq": s.seq, "at": rfc3339(s.at_ms), "memo": s.memo})).collect();
     let history: Vec<Value> = history
@@ -148,8 +148,8 @@ pub async fn run_steps(State(engine): State<Arc<Engine>>, Path(id): Path<String>
 }
 
 pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>, ApiError> {
-    let apps = engine.store.apps().await?;
-    let functions = engine.registry.all();
+    let apps = engine.queries.apps().await?;
+    let functions = engine.queries.functions();
     let data: Vec<Value> = apps
         .iter()
         .map(|a| {
@@ -161,13 +161,13 @@ pub async fn list_apps(State(engine): State<Arc<Engine>>) -> Result<Json<Value>,
 }
 
 pub async fn app_functions(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
-    let apps = engine.store.apps().await?;
+    let apps = engine.queries.apps().await?;
     if !apps.iter().any(|a| a.id == app) {
         return Err(ApiError::NotFound(format!("app {app:?} not found")));
     }
     let data: Vec<Value> = engine
-        .registry
-        .all()
+        .queries
+        .functions()
         .iter()
         .filter(|f| f.record.app_id == app)
         .map(|f| json!({"id": f.record.uuid, "slug": f.slug().as_str(), "name": f.record.name, "config": f.record.config}))
@@ -176,7 +176,7 @@ pub async fn app_functions(State(engine): State<Arc<Engine>>, Path(app): Path<St
 }
 
 pub async fn resync_app(State(engine): State<Arc<Engine>>, Path(app): Path<String>) -> Result<Json<Value>, ApiError> {
-    engine.resync(&app).await.map_err(ApiError::BadRequest)?;
+    engine.sync.resync(&app).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -188,8 +188,8 @@ pub async fn bulk_cancel(State(engine): State<Arc<Engine>>, Json(body): Json<Val
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::BadRequest("`function_id` is required".into()))?;
     let slug = engine
-        .registry
-        .all()
+        .queries
+        .functions()
         .into_iter()
         .find(|f| f.slug().as_str() == function || f.record.uuid == function)
         .map(|f| f.slug().clone())
@@ -197,17 +197,17 @@ pub async fn bulk_cancel(State(engine): State<Arc<Engine>>, Json(body): Json<Val
     let after = body.get("started_after").and_then(Value::as_str).map(parse_time).transpose()?.unwrap_or(i64::MIN);
     let before = body.get("started_before").and_then(Value::as_str).map(parse_time).transpose()?.unwrap_or(i64::MAX);
     let if_exp = body.get("if").and_then(Value::as_str).filter(|s| !s.trim().is_empty());
-    let runs = engine.store.runs(&RunFilter { status: Some(RunStatus::Running), function: Some(slug), limit: 0 }).await?;
+    let runs = engine.queries.runs(&RunFilter { status: Some(RunStatus::Running), function: Some(slug), limit: 0 }).await?;
     let mut cancelled = 0;
     for run in runs.into_iter().filter(|r| r.started_at_ms >= after && r.started_at_ms <= before) {
         if let Some(src) = if_exp {
-            let events = engine.store.events_by_ids(&run.event_ids).await?;
+            let events = engine.queries.events_by_ids(&run.event_ids).await?;
             let first = events.first().map(|e| e.payload.clone()).unwrap_or(Value::Null);
             if !ingot_core::expr::eval_bool(src, &[("event", &first)]) {
                 continue;
             }
         }
-        engine.apply_input(run.id(), Input::Cancel, None, None, Vec::new()).await?;
+        engine.worker.cancel(run.id()).await?;
         cancelled += 1;
     }
     Ok(Json(json!({"id": ulid::Ulid::new().to_string(), "cancelled": cancelled})))
@@ -216,7 +216,7 @@ pub async fn bulk_cancel(State(engine): State<Arc<Engine>>, Json(body): Json<Val
 /// Events that did not start a function (rate limit, idempotency, singleton).
 pub async fn list_skips(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).clamp(1, 1000);
-    let skips = engine.store.skips(q.get("function").map(String::as_str), limit).await?;
+    let skips = engine.queries.skips(q.get("function").map(String::as_str), limit).await?;
     let data: Vec<Value> = skips
         .iter()
         .map(|s| json!({"function_slug": s.function, "event_id": s.event_id.to_string(), "reason": s.reason, "at": rfc3339(s.at_ms)}))

@@ -5,8 +5,11 @@
 use std::collections::HashMap;
 
 use ingot_core::{RunId, RunStatus};
-use ingot_store::{HistoryRecord, RunRecord, StepRecord, Store};
+use ingot_store::{HistoryRecord, RunRecord, StepRecord};
 use serde_json::{json, Value};
+
+use crate::error::EngineError;
+use crate::queries::Queries;
 
 /// What a step span stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,15 +132,15 @@ pub fn output_id(run: RunId, span: &str) -> String {
 pub type SpanOutput = Result<Value, Value>;
 
 /// Reads the output behind an output id, if it exists.
-pub async fn span_output(store: &dyn Store, id: &str) -> anyhow::Result<Option<(Value, SpanOutput)>> {
+pub async fn span_output(queries: &Queries, id: &str) -> Result<Option<(Value, SpanOutput)>, EngineError> {
     let Some((run_id, span)) = id.split_once('.') else { return Ok(None) };
     let Some(run_id) = RunId::parse(run_id) else { return Ok(None) };
-    let Some(run) = store.run(run_id).await? else { return Ok(None) };
-    let input = Value::Array(store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect());
+    let Some(run) = queries.find_run(run_id).await? else { return Ok(None) };
+    let input = Value::Array(queries.run_events(&run).await?);
     if span == "run" || span == "final" {
         return Ok(run_output(&run).map(|o| (input, o)));
     }
-    let steps = store.run_steps(run_id).await?;
+    let steps = queries.run_steps(run_id).await?;
     Ok(steps.into_iter().find(|s| s.step == span).map(|s| (input, memo_output(&s.memo))))
 }
 
@@ -168,9 +171,9 @@ pub fn memo_output(memo: &Value) -> SpanOutput {
 }
 
 /// Loads what a run's trace needs and builds it.
-pub async fn load(store: &dyn Store, run: &RunRecord, function_name: &str) -> anyhow::Result<Span> {
-    let steps = store.run_steps(run.id()).await?;
-    let history = store.run_history(run.id()).await?;
+pub async fn load(queries: &Queries, run: &RunRecord, function_name: &str) -> Result<Span, EngineError> {
+    let steps = queries.run_steps(run.id()).await?;
+    let history = queries.run_history(run.id()).await?;
     Ok(build(run, function_name, &steps, &history))
 }
 

@@ -1,6 +1,7 @@
-//! Flow control at run start, as store writes: the choices are the core's
-//! ([`ingot_core::start::plan_start`]); this only turns a plan into ops (the
-//! conditions checked at commit time are guards and store ops).
+//! The starter: turns the core's start plan ([`ingot_core::start::plan_start`])
+//! for an event and a function into store writes (the conditions checked at
+//! commit time are guards and store ops), and starts reruns. It reads nothing
+//! to plan a start.
 
 use std::sync::Arc;
 
@@ -10,8 +11,14 @@ use ingot_store::{Guard, Pause, PauseKind, QueueItem, RunRecord, SkipRecord, Wor
 use serde_json::Value;
 use ulid::Ulid;
 
+use crate::error::{EngineError, Result};
 use crate::registry::Function;
-use crate::Engine;
+use crate::shared::Shared;
+
+/// Starts runs.
+pub struct Starter {
+    shared: Arc<Shared>,
+}
 
 /// What starting a run of `f` needs to know.
 pub struct Start<'a> {
@@ -24,11 +31,15 @@ pub struct Start<'a> {
     pub now: i64,
 }
 
-impl Engine {
+impl Starter {
+    pub fn new(shared: Arc<Shared>) -> Starter {
+        Starter { shared }
+    }
+
     /// The writes for one event's effect on one function: the core plans
     /// (skip, batch, debounce or a guarded run); this only turns the plan
     /// into ops, reading nothing.
-    pub async fn plan_start(self: &Arc<Self>, s: Start<'_>, ops: &mut Vec<WriteOp>) -> anyhow::Result<()> {
+    pub fn plan(&self, s: Start<'_>, ops: &mut Vec<WriteOp>) {
         let f = s.function;
         let slug = f.slug().as_str().to_string();
         let cancel = f.config.cancel.as_deref().unwrap_or(&[]);
@@ -36,7 +47,7 @@ impl Engine {
             function: &slug,
             flow: &f.flow,
             cancel,
-            paused: self.is_paused(&slug),
+            paused: self.shared.paused.contains(&slug),
             event: s.payload,
             user_event_id: s.user_id,
             now_ms: s.now,
@@ -87,23 +98,28 @@ impl Engine {
                 ops.extend(create);
             }
         }
-        Ok(())
     }
 
-    /// The writes that create a run of `f` (when a batch or debounce fires,
-    /// a cron ticks, or a run is rerun): no start guards.
-    pub fn run_ops(
-        &self,
-        f: &Function,
-        run_id: RunId,
-        event_ids: Vec<EventId>,
-        first: &Value,
-        correlation: Option<String>,
-        now: i64,
-    ) -> Vec<WriteOp> {
-        let plan = plan_run(f.slug().as_str(), &f.flow, f.config.cancel.as_deref().unwrap_or(&[]), first, now);
-        run_writes(f, run_id, event_ids, first, correlation, now, plan)
+    /// A new run of `run`'s function with the same events, from the start.
+    /// Flow control that decides whether an event starts a run (idempotency,
+    /// rate limits, debounce, batching) does not apply: the user asked for it.
+    pub async fn rerun(&self, run: &RunRecord) -> Result<RunId> {
+        let slug = run.state.function.as_str();
+        let f = self.shared.registry.get(slug).ok_or_else(|| EngineError::Refused(format!("function {slug} is no longer synced")))?;
+        let events = self.shared.store.events_by_ids(&run.event_ids).await?;
+        let first = events.first().map(|e| e.payload.clone()).unwrap_or_else(|| serde_json::json!({}));
+        let new_id = RunId(Ulid::new());
+        let ops = run_ops(&f, new_id, run.event_ids.clone(), &first, None, self.shared.clock.now_ms());
+        self.shared.commit(ops).await?;
+        Ok(new_id)
     }
+}
+
+/// The writes that create a run of `f` (when a batch or debounce fires,
+/// a cron ticks, or a run is rerun): no start guards.
+pub fn run_ops(f: &Function, run_id: RunId, event_ids: Vec<EventId>, first: &Value, correlation: Option<String>, now: i64) -> Vec<WriteOp> {
+    let plan = plan_run(f.slug().as_str(), &f.flow, f.config.cancel.as_deref().unwrap_or(&[]), first, now);
+    run_writes(f, run_id, event_ids, first, correlation, now, plan)
 }
 
 /// The run, its first call (throttled when so planned), its cancellation

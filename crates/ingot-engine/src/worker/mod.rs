@@ -1,0 +1,302 @@
+//! The worker: claims due queue items, turns each into an input for the
+//! core, and commits the decision together with the item's ack
+//! ([`apply`]); timers that start runs (debounce, batch, cron) fire in
+//! [`fire`].
+
+mod apply;
+mod fire;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ingot_core::flow::ConcurrencyKey;
+use ingot_core::lifecycle;
+use ingot_core::{Input, Reply, RunId};
+use ingot_store::{HistoryRecord, PauseKind, QueueItem, Work, WriteOp};
+use serde_json::{json, Value};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::driver;
+use crate::error::Result;
+use crate::ingest::Ingest;
+use crate::limiter::{Admission, Limiter, MAX_PARKED};
+use crate::shared::Shared;
+use crate::starter::Starter;
+
+/// Runs queued work.
+pub struct Worker {
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    starter: Arc<Starter>,
+    limiter: Limiter,
+    /// At most this many items are processed at once.
+    slots: Arc<Semaphore>,
+    /// Runs with a start timeout whose first call has been sent (they have started).
+    started: Mutex<HashSet<RunId>>,
+}
+
+/// What processing an item came to.
+enum Outcome {
+    /// Committed (acked, or moved on).
+    Done,
+    /// Waiting in the limiter, still leased.
+    Parked,
+    /// Not acked: give the lease back now.
+    Release,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, ingest: Arc<Ingest>, starter: Arc<Starter>) -> Worker {
+        let workers = shared.config.workers.max(1);
+        Worker { shared, ingest, starter, limiter: Limiter::default(), slots: Arc::new(Semaphore::new(workers)), started: Mutex::default() }
+    }
+
+    /// Cancels a run now: the decision is committed before this returns.
+    pub async fn cancel(&self, run_id: RunId) -> Result<()> {
+        self.apply(run_id, Input::Cancel).await
+    }
+
+    /// Claims due work and runs it, until shutdown.
+    pub async fn dispatch(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let store = &self.shared.store;
+        let notify = store.work_notify();
+        crate::cron::schedule_all(&self.shared).await;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let free = self.slots.available_permits().min(256);
+            let claim = if free == 0 || self.limiter.parked() >= MAX_PARKED {
+                None
+            } else {
+                match store.claim(self.shared.clock.now_ms(), free).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming work failed");
+                        None
+                    }
+                }
+            };
+            let mut sleep_for = Duration::from_secs(1);
+            if let Some(claim) = claim {
+                let full = claim.items.len() == free;
+                for item in claim.items {
+                    let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
+                    self.clone().spawn_item(item, permit, None);
+                }
+                if full {
+                    continue;
+                }
+                sleep_for = match claim.next_at_ms {
+                    Some(next) => Duration::from_millis((next - self.shared.clock.now_ms()).clamp(0, 60_000) as u64),
+                    None => Duration::from_secs(60),
+                };
+            }
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn spawn_item(self: Arc<Self>, item: QueueItem, permit: OwnedSemaphorePermit, held: Option<Vec<ConcurrencyKey>>) {
+        tokio::spawn(async move {
+            let id = item.id.clone();
+            let store = self.shared.store.clone();
+            let span = tracing::debug_span!("run", run_id = %item.run_id, function = tracing::field::Empty, work = work_kind(&item.work));
+            let result = tokio::spawn(tracing::Instrument::instrument(self.process(item, held), span)).await;
+            match result {
+                Ok(Ok(Outcome::Done)) | Ok(Ok(Outcome::Parked)) => {}
+                Ok(Ok(Outcome::Release)) => store.release(&id).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, item = %id.0, "work item failed; it will be retried");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    store.release(&id).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, item = %id.0, "work item panicked; it will be retried");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    store.release(&id).await;
+                }
+            }
+            drop(permit);
+            store.work_notify().notify_one();
+        });
+    }
+
+    async fn ack(&self, item: &QueueItem) -> Result<Outcome> {
+        self.shared.commit(vec![WriteOp::Ack(item.id.clone())]).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Puts a call whose concurrency line is full back in the queue, later the
+    /// longer the line (10 ms per waiting call, 1 s to 60 s), so other work is
+    /// claimed meanwhile.
+    async fn defer(&self, item: &QueueItem, waiting: usize) -> Result<Outcome> {
+        let delay = (waiting as i64).saturating_mul(10).clamp(1_000, 60_000);
+        let now = self.shared.clock.now_ms();
+        let later = QueueItem { dedupe: item.dedupe.clone(), ..QueueItem::new(item.run_id, item.work.clone(), now + delay) };
+        self.shared.commit(vec![WriteOp::Ack(item.id.clone()), WriteOp::Enqueue(later)]).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Loads what the item needs, makes the SDK call if it is one, and hands
+    /// the outcome to [`Worker::decide_for`].
+    async fn process(self: Arc<Self>, item: QueueItem, held: Option<Vec<ConcurrencyKey>>) -> Result<Outcome> {
+        match item.work.clone() {
+            Work::Debounce { function, key } => return self.fire_debounce(&item, &function, &key).await,
+            Work::Batch { function, .. } => return self.fire_batch(&item, &function).await,
+            Work::Cron { function, cron, scheduled_ms } => return self.fire_cron(&item, &function, &cron, scheduled_ms).await,
+            _ => {}
+        }
+        let shared = &self.shared;
+        let Some(run) = shared.store.run(item.run_id).await? else { return self.ack(&item).await };
+        tracing::Span::current().record("function", run.state.function.as_str());
+        let _held = held.map(|keys| Held { worker: self.clone(), keys });
+        if run.status().is_terminal() {
+            return self.ack(&item).await;
+        }
+        let mut guard = None;
+        let mut extra = Vec::new();
+        let mut loaded_events: Option<Vec<Value>> = None;
+        let mut slots = None;
+        let input = match item.work.clone() {
+            Work::Call { target, attempt } => {
+                if _held.is_none() && !run.state.concurrency.is_empty() {
+                    match self.limiter.admit(&item, &run.state.concurrency) {
+                        Admission::Acquired => {}
+                        Admission::Parked => return Ok(Outcome::Parked),
+                        Admission::Deferred { waiting } => return self.defer(&item, waiting).await,
+                    }
+                    slots = Some(Held { worker: self.clone(), keys: run.state.concurrency.clone() });
+                }
+                let function = shared.registry.get(run.state.function.as_str());
+                let first_call = run.state.version == -1 && run.state.done.is_empty();
+                if first_call && function.as_ref().is_some_and(|f| f.flow.timeouts.as_ref().is_some_and(|t| t.start.is_some())) {
+                    self.started.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id());
+                }
+                match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
+                    None => Input::FunctionNotFound { target, attempt },
+                    Some(url) => {
+                        let events: Vec<Value> = shared.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+                        loaded_events = Some(events.clone());
+                        let steps = shared.store.run_steps(run.id()).await?;
+                        let checkpoint = shared.config.checkpointing.then(|| function.as_ref().map(|f| f.record.uuid.clone())).flatten();
+                        let qi = item.id.0.clone();
+                        let request = driver::build_request(
+                            &run.state,
+                            &events,
+                            &steps,
+                            &target,
+                            attempt,
+                            checkpoint.as_deref().map(|f| (f, qi.as_str())),
+                        );
+                        let now = shared.clock.now_ms();
+                        let span = tracing::debug_span!("step", step_id = target.step_id(), attempt);
+                        let outcome = tracing::Instrument::instrument(
+                            driver::call(&shared.http, &url, &request, shared.config.signing_key.as_deref(), now / 1000),
+                            span,
+                        )
+                        .await;
+                        tracing::debug!(step_id = target.step_id(), attempt, status = ?outcome.status, reply = reply_kind(&outcome.reply), "called the SDK");
+                        extra.push(call_history(run.id(), now, target.step_id(), attempt, &outcome));
+                        Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta }
+                    }
+                }
+            }
+            Work::Sleep { step } => Input::SleepDone { step },
+            Work::Resume { step, kind: PauseKind::Invoke, value, .. } => Input::InvokeResolved { step, result: value },
+            Work::Resume { step, value, .. } => Input::WaitResolved { step, event: value.ok() },
+            Work::Timeout { step, pause, kind } => {
+                guard = Some(pause);
+                match kind {
+                    PauseKind::Invoke => Input::InvokeResolved { step, result: Err(lifecycle::invoke_timed_out()) },
+                    _ => Input::WaitResolved { step, event: None },
+                }
+            }
+            Work::StartTimeout => {
+                let call_sent = self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
+                Input::StartTimeout { call_sent }
+            }
+            Work::Cancel => Input::Cancel,
+            Work::Debounce { .. } | Work::Batch { .. } | Work::Cron { .. } => unreachable!("handled above"),
+        };
+        // The run cannot have changed while this item was leased except through
+        // the API (cancel, checkpoint); the revision guard catches that.
+        let loaded = loaded_events.map(|events| (run, events));
+        let run_id = item.run_id;
+        self.decide_for(run_id, apply::Pending { input, item: Some(item), guard, extra }, loaded).await?;
+        drop(slots);
+        Ok(Outcome::Done)
+    }
+}
+
+/// Concurrency slots held for one call; released (admitting parked calls) on drop.
+struct Held {
+    worker: Arc<Worker>,
+    keys: Vec<ConcurrencyKey>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for (item, keys) in self.worker.limiter.release(&self.keys) {
+            let worker = self.worker.clone();
+            tokio::spawn(async move {
+                if let Ok(permit) = worker.slots.clone().acquire_owned().await {
+                    worker.spawn_item(item, permit, Some(keys));
+                }
+            });
+        }
+    }
+}
+
+/// The kind of a queue item, for spans and logs.
+fn work_kind(work: &Work) -> &'static str {
+    match work {
+        Work::Call { .. } => "call",
+        Work::Sleep { .. } => "sleep",
+        Work::Resume { .. } => "resume",
+        Work::Timeout { .. } => "timeout",
+        Work::Cancel => "cancel",
+        Work::StartTimeout => "start_timeout",
+        Work::Debounce { .. } => "debounce",
+        Work::Batch { .. } => "batch",
+        Work::Cron { .. } => "cron",
+    }
+}
+
+/// What an SDK reply was, for logs: `done`, `ops: StepRun, Sleep`, `error 500`, `invalid`.
+fn reply_kind(reply: &Reply) -> String {
+    match reply {
+        Reply::Done(_) => "done".into(),
+        Reply::Ops(ops) => format!("ops: {}", ops.iter().take(8).map(|o| o.op.as_str()).collect::<Vec<_>>().join(", ")),
+        Reply::Error { status, .. } => format!("error {status}"),
+        Reply::Invalid(_) => "invalid".into(),
+    }
+}
+
+/// Records one SDK call in the run's history.
+pub fn call_history(run_id: RunId, now: i64, target: &str, attempt: u32, outcome: &driver::CallOutcome) -> WriteOp {
+    let summary = match &outcome.reply {
+        Reply::Done(_) => json!({"result": "completed"}),
+        Reply::Ops(ops) => {
+            json!({"result": "ops", "ops": ops.iter().map(|o| json!({"op": o.op.as_str(), "id": o.id, "name": o.display()})).collect::<Vec<_>>()})
+        }
+        Reply::Error { status, error } => {
+            json!({"result": "error", "status": status, "error": error})
+        }
+        Reply::Invalid(reason) => json!({"result": "invalid", "error": reason}),
+    };
+    WriteOp::History(HistoryRecord {
+        run_id,
+        at_ms: now,
+        kind: "call".into(),
+        step: Some(target.to_string()),
+        name: None,
+        attempt: Some(attempt),
+        duration_ms: Some(outcome.duration.as_millis() as i64),
+        detail: summary,
+    })
+}
