@@ -7,11 +7,9 @@
 //!
 //! Needs `scripts/setup-test-deps.sh` (chromium, tests/browser/node_modules).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::{Sdk, TestEnv};
+use ingot_test_support::{Sdk, TestEnv};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")

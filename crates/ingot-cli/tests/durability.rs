@@ -20,14 +20,12 @@
 //!
 //! The whole test is bounded to 90 s. Needs `scripts/setup-test-deps.sh`.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
+use ingot_test_support::{epoch_ms, Deadline, LogEntry, RunStatus, Sdk, TestEnv, WAIT_TIMEOUT};
 use serde_json::{json, Value};
-use support::{epoch_ms, Deadline, LogEntry, RunStatus, Sdk, TestEnv, WAIT_TIMEOUT};
 
 /// Events sent before the kill, in batches of [`BATCH`]; the last batch is
 /// sent (and answered) just before the kill.

@@ -4,9 +4,7 @@
 //! Every scenario runs once per SDK major (modules `v3` and `v4`).
 //! Needs `scripts/setup-test-deps.sh` (node_modules).
 
-mod support;
-
-use support::{app_scenarios as js, scenarios, Sdk, TestEnv};
+use ingot_test_support::{app_scenarios as js, scenarios, Sdk, TestEnv};
 
 /// One `#[tokio::test]` per scenario and SDK major. Each test has its own
 /// engine and app; a failing scenario panics while its `TestEnv` is alive,

@@ -3,9 +3,7 @@
 //!
 //! Needs `scripts/setup-test-deps.sh` (tests/sdk-apps/py/.venv).
 
-mod support;
-
-use support::{scenarios, Sdk, TestEnv};
+use ingot_test_support::{scenarios, Sdk, TestEnv};
 
 macro_rules! py_tests {
     ($($name:ident => $scenario:path),* $(,)?) => {

@@ -8,8 +8,6 @@
 //! call arrives, and which runs finished (the 200). Each test has its own
 //! engine ([`EngineProc`]), bounded to well under a minute.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,8 +20,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use ingot_test_support::EngineProc;
 use serde_json::{json, Value};
-use support::EngineProc;
 
 /// Steps each run takes before it returns.
 const STEPS: usize = 3;

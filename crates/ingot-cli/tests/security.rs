@@ -6,16 +6,14 @@
 //! `ingot start` cases run the engine with a signing key and an event key;
 //! `ingot dev` cases check the Host/Origin guard and that no run can wedge.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::ensure;
 use ingot_protocol::signature::hashed_key;
+use ingot_test_support::{EngineProc, RunStatus, Sdk, TestEnv};
 use serde_json::{json, Value};
-use support::{EngineProc, RunStatus, Sdk, TestEnv};
 
 const SIGNING_KEY: &str = "signkey-test-4884fdaafea47c29fea7159d0daddd9c085d6200e1359e85bb81736af6b7c837";
 const EVENT_KEY: &str = "evt-0123456789abcdef0123456789abcdef";
@@ -261,7 +259,7 @@ async fn the_official_python_sdk_in_cloud_mode_runs_on_ingot_start() {
 }
 
 async fn official_sdk_in_cloud_mode(sdk: Sdk) {
-    let root = support::repo_root();
+    let root = ingot_test_support::repo_root();
     let app = |port: u16, app_id: &str, key: &str, engine_port: u16| {
         let mut cmd = match sdk {
             Sdk::Py => {
@@ -279,7 +277,7 @@ async fn official_sdk_in_cloud_mode(sdk: Sdk) {
                 cmd
             }
         };
-        support::scrub_inngest_env(&mut cmd);
+        ingot_test_support::scrub_inngest_env(&mut cmd);
         cmd.env("PORT", port.to_string())
             .env("APP_ID", app_id)
             .env("INNGEST_DEV", "0")
@@ -290,14 +288,14 @@ async fn official_sdk_in_cloud_mode(sdk: Sdk) {
             .stderr(std::process::Stdio::null());
         KillOnDrop(cmd.spawn().expect("node"))
     };
-    let (good_port, bad_port) = (support::free_port(), support::free_port());
+    let (good_port, bad_port) = (ingot_test_support::free_port(), ingot_test_support::free_port());
     let urls = [format!("http://127.0.0.1:{good_port}/api/inngest"), format!("http://127.0.0.1:{bad_port}/api/inngest")];
     let mut args = vec!["--signing-key", SIGNING_KEY, "--event-key", EVENT_KEY];
     for u in &urls {
         args.extend(["-u", u.as_str()]);
     }
     // Apps first, so the engine's first (signed) PUT reaches them.
-    let engine_port = support::free_port();
+    let engine_port = ingot_test_support::free_port();
     let _good = app(good_port, "cloud-good", SIGNING_KEY, engine_port);
     let other_key = "signkey-prod-1111111111111111111111111111111111111111111111111111111111111111";
     let _bad = app(bad_port, "cloud-bad", other_key, engine_port);

@@ -8,10 +8,11 @@
 //! app's E2E_LOG) are printed when the test panics, and both processes are
 //! killed when the `TestEnv` is dropped.
 //!
-//! The SDK apps need `scripts/setup-test-deps.sh` to have been run.
-
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
+//! The SDK apps need `scripts/setup-test-deps.sh` to have been run. The
+//! binaries (`ingot`, and the Rust SDK apps `ingot-e2e-rust-app` and
+//! `ingot-e2e-rust-flow-app`) are bins of `ingot-cli`, whose integration tests
+//! use this crate: cargo builds them before those tests, and [`bin_path`]
+//! finds them.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -42,8 +43,8 @@ pub enum Sdk {
     JsV4,
     /// PyPI `inngest` on Flask.
     Py,
-    /// This repository's Rust SDK (`ingot` crate): the app in `e2e_rust.rs`,
-    /// run by re-executing that test binary (only from `e2e_rust.rs`).
+    /// This repository's Rust SDK (`ingot` crate): the binary
+    /// `ingot-e2e-rust-app` (or `ingot-e2e-rust-flow-app`) of `ingot-cli`.
     Rust,
 }
 
@@ -64,32 +65,33 @@ impl Sdk {
         let file = match self {
             Sdk::JsV3 | Sdk::JsV4 => "app.cjs",
             Sdk::Py => "app.py",
-            Sdk::Rust => RUST_APP_TEST,
+            Sdk::Rust => RUST_APP_BIN,
         };
         TestApp { file, app_id: self.app_id().to_string() }
     }
 
     /// The flow-control test app (`js/flow-app.cjs`, `py/flow_app.py`, or
-    /// for Rust the test `rust_flow_app` of `e2e_flow.rs`), registered as
+    /// for Rust the binary `ingot-e2e-rust-flow-app`), registered as
     /// `flow-js-v3`, `flow-js-v4`, `flow-py` or `flow-rust`.
     pub fn flow_app(self) -> TestApp {
         let (file, app_id) = match self {
             Sdk::JsV3 => ("flow-app.cjs", "flow-js-v3"),
             Sdk::JsV4 => ("flow-app.cjs", "flow-js-v4"),
             Sdk::Py => ("flow_app.py", "flow-py"),
-            Sdk::Rust => (RUST_FLOW_APP_TEST, "flow-rust"),
+            Sdk::Rust => (RUST_FLOW_APP_BIN, "flow-rust"),
         };
         TestApp { file, app_id: app_id.to_string() }
     }
 }
 
-/// The test in `e2e_rust.rs` that serves the Rust SDK app.
-const RUST_APP_TEST: &str = "rust_test_app";
-/// The test in `e2e_flow.rs` that serves the Rust SDK flow-control app.
-const RUST_FLOW_APP_TEST: &str = "rust_flow_app";
+/// The `ingot-cli` binary that serves the Rust SDK app (`tests/apps/rust_app.rs`).
+const RUST_APP_BIN: &str = "ingot-e2e-rust-app";
+/// The `ingot-cli` binary that serves the Rust SDK flow-control app
+/// (`tests/apps/rust_flow_app.rs`).
+const RUST_FLOW_APP_BIN: &str = "ingot-e2e-rust-flow-app";
 
-/// Which app file a [`TestEnv`] serves (in `tests/sdk-apps/js` or `.../py`)
-/// and the app id it registers under.
+/// Which app a [`TestEnv`] serves (a file in `tests/sdk-apps/js` or `.../py`,
+/// or for Rust a binary name) and the app id it registers under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestApp {
     pub file: &'static str,
@@ -619,6 +621,28 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The path of binary `name` of the package whose integration test is
+/// running (`ingot-cli`: `ingot`, `ingot-e2e-rust-app`, ...). Cargo builds a
+/// package's bins before its integration tests and names them in
+/// `CARGO_BIN_EXE_<name>`, which cargo also sets at run time (nextest sets
+/// `NEXTEST_BIN_EXE_<name>`, which follows an archived build); without either
+/// (the test binary run by hand) it is the sibling of the test binary's
+/// directory, `target/<profile>/<name>`, where cargo put it.
+pub fn bin_path(name: &str) -> PathBuf {
+    for var in [format!("NEXTEST_BIN_EXE_{name}"), format!("CARGO_BIN_EXE_{name}")] {
+        if let Some(path) = std::env::var_os(var) {
+            return PathBuf::from(path);
+        }
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let path = exe.parent().and_then(Path::parent).map(|dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)));
+    match path {
+        Some(path) if path.exists() => path,
+        _ => panic!("binary {name} not found: run this test through cargo test or cargo nextest (looked next to {})", exe.display()),
+    }
+}
+
 /// Removes inherited INNGEST_* variables, so a developer's own signing key or
 /// dev-server URL cannot leak into a test.
 pub fn scrub_inngest_env(cmd: &mut Command) {
@@ -630,7 +654,7 @@ pub fn scrub_inngest_env(cmd: &mut Command) {
 }
 
 fn engine_command(port: u16, app_url: &str, dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+    let mut cmd = Command::new(bin_path("ingot"));
     scrub_inngest_env(&mut cmd);
     cmd.args(["dev", "--host", "127.0.0.1", "--port"])
         .arg(port.to_string())
@@ -668,11 +692,8 @@ fn app_command(sdk: Sdk, app: &TestApp, port: u16, engine_base: &str, e2e_log: &
             cmd
         }
         Sdk::Rust => {
-            // The calling test binary serves the app in its test `app.file`.
-            let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
-            cmd.args(["--exact", app.file, "--ignored", "--nocapture", "--test-threads", "1"])
-                .current_dir(&root)
-                .env("INGOT_E2E_RUST_APP", "1");
+            let mut cmd = Command::new(bin_path(app.file));
+            cmd.current_dir(&root);
             cmd
         }
     };
@@ -913,7 +934,7 @@ impl EngineProc {
 
     async fn spawn(&mut self) -> Result<()> {
         let dir = self.dir().to_path_buf();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingot"));
+        let mut cmd = Command::new(bin_path("ingot"));
         scrub_inngest_env(&mut cmd);
         cmd.args([self.command, "--host", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
