@@ -8,7 +8,35 @@
 //! all: the SDK models it as a pending future that is never resumed.
 //!
 //! `Error` deliberately does not implement [`std::error::Error`] (as
-//! `anyhow::Error` does not), so that `?` converts any standard error into it.
+//! `anyhow::Error` does not), so that `?` converts into it anything that
+//! converts into a boxed error: any standard error, `String`, `&str` and
+//! `anyhow::Error`. [`bail!`](crate::bail) and [`ensure!`](crate::ensure)
+//! return early with a message.
+//!
+//! ```
+//! use ingot::Error;
+//!
+//! fn parse(s: &str) -> Result<u32, Error> {
+//!     ingot::ensure!(!s.is_empty(), "no input");
+//!     let n: u32 = s.parse()?; // a std error
+//!     let checked: Result<u32, String> = if n > 100 { Err(format!("{n} is too big")) } else { Ok(n) };
+//!     let n = checked?; // a String error
+//!     if n == 13 {
+//!         return Err("unlucky".into()); // a &str
+//!     }
+//!     if n == 7 {
+//!         ingot::bail!("{n} is taken");
+//!     }
+//!     Ok(n)
+//! }
+//! assert_eq!(parse("5").unwrap(), 5);
+//! assert_eq!(parse("").unwrap_err().message(), "no input");
+//! assert_eq!(parse("x").unwrap_err().message(), "invalid digit found in string");
+//! assert_eq!(parse("101").unwrap_err().message(), "101 is too big");
+//! assert_eq!(parse("13").unwrap_err().message(), "unlucky");
+//! assert_eq!(parse("7").unwrap_err().message(), "7 is taken");
+//! assert!(parse("7").unwrap_err().is_retriable());
+//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -21,9 +49,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The error a function handler or a step body returns.
 ///
-/// `?` turns any `std::error::Error` into [`Error::Retriable`]; for other
-/// error types (`anyhow::Error`, `String`) use [`ResultExt::retriable`] or
-/// [`Error::retriable`]. Use [`Error::non_retriable`], [`Error::retry_after`]
+/// `?` and `.into()` turn anything that converts into a boxed error (any
+/// `std::error::Error`, `String`, `&str`, `anyhow::Error`) into
+/// [`Error::Retriable`]. Use [`Error::non_retriable`], [`Error::retry_after`]
 /// or [`ResultExt`] for errors that are not retried as usual.
 #[derive(Debug)]
 pub enum Error {
@@ -127,10 +155,32 @@ impl fmt::Display for Error {
     }
 }
 
-impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+/// Anything that converts into a boxed error (standard errors, `String`,
+/// `&str`, `anyhow::Error`) is an ordinary, retriable error.
+impl<E: Into<BoxError>> From<E> for Error {
     fn from(e: E) -> Error {
-        Error::Retriable(Box::new(e))
+        Error::Retriable(e.into())
     }
+}
+
+/// Returns early from a handler or step body with a retriable
+/// [`Error`](crate::Error) made of a message: `bail!("no such user {id}")`.
+#[macro_export]
+macro_rules! bail {
+    ($($arg:tt)+) => {
+        return ::core::result::Result::Err($crate::Error::msg(::std::format!($($arg)+)))
+    };
+}
+
+/// Returns early with a retriable [`Error`](crate::Error) unless the
+/// condition holds: `ensure!(n > 0, "n must be positive, got {n}")`.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            $crate::bail!($($arg)+);
+        }
+    };
 }
 
 /// Converts a `Result`'s error into an [`Error`] that is not retried as usual.
@@ -227,8 +277,9 @@ impl StepError {
     }
 }
 
-/// The client could not be configured.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The client could not be configured. Its `Debug` is its message, so
+/// `main() -> Result<(), Box<dyn Error>>` prints what to fix.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// Cloud mode needs a signing key to verify the engine's requests.
     #[error("INNGEST_SIGNING_KEY is required outside dev mode (set it, or set INNGEST_DEV=1 to use a local dev server)")]
@@ -258,8 +309,15 @@ pub enum ConfigError {
     EmptyAppId,
 }
 
-/// Sending events failed.
-#[derive(Debug, thiserror::Error)]
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Sending events failed. Its `Debug` is its message, as for
+/// [`ConfigError`].
+#[derive(thiserror::Error)]
 pub enum SendError {
     /// An event could not be turned into JSON.
     #[error("event cannot be serialized: {0}")]
@@ -285,6 +343,12 @@ pub enum SendError {
     InvalidResponse(String),
 }
 
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +366,48 @@ mod tests {
         let e = fails().unwrap_err();
         assert!(e.is_retriable());
         assert_eq!(e.to_json(), json!({"name": "Error", "message": "outer", "stack": "caused by: disk full"}));
+    }
+
+    #[test]
+    fn strings_and_anyhow_errors_convert_with_question_mark() {
+        fn from_string() -> Result<(), Error> {
+            Err(String::from("bad input"))?;
+            Ok(())
+        }
+        fn from_str() -> Result<(), Error> {
+            Err("nope".into())
+        }
+        fn from_anyhow() -> Result<(), Error> {
+            Err(anyhow::anyhow!("wrapped"))?;
+            Ok(())
+        }
+        for (e, message) in [(from_string(), "bad input"), (from_str(), "nope"), (from_anyhow(), "wrapped")] {
+            let e = e.unwrap_err();
+            assert!(matches!(e, Error::Retriable(_)), "{e:?}");
+            assert_eq!(e.message(), message);
+        }
+        fn bails(n: u32) -> Result<u32, Error> {
+            crate::ensure!(n < 10, "{n} is too big");
+            if n == 3 {
+                crate::bail!("three is {}", "out");
+            }
+            Ok(n)
+        }
+        assert_eq!(bails(1).unwrap(), 1);
+        assert_eq!(bails(11).unwrap_err().message(), "11 is too big");
+        assert_eq!(bails(3).unwrap_err().message(), "three is out");
+    }
+
+    /// `main() -> Result<(), Box<dyn Error>>` prints the `Debug` of the
+    /// error: it must say what to fix, not just the variant's name.
+    #[test]
+    fn config_errors_debug_as_their_message() {
+        let boxed: Box<dyn std::error::Error> = Box::new(ConfigError::MissingSigningKey);
+        let shown = format!("{boxed:?}");
+        assert!(shown.contains("INNGEST_SIGNING_KEY is required"), "{shown}");
+        assert!(!shown.starts_with("MissingSigningKey"), "{shown}");
+        let send = SendError::Rejected { status: 401, message: "bad key".into() };
+        assert_eq!(format!("{send:?}"), "the event API refused the events (HTTP 401): bad key");
     }
 
     #[test]

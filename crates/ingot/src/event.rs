@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 
 use crate::error::StepError;
 
-/// Binds a payload type to an event name.
+/// Binds a payload type to an event name. The [`event!`](crate::event!)
+/// macro writes the impl in one line:
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -23,6 +24,14 @@ use crate::error::StepError;
 /// #[derive(Serialize, Deserialize)]
 /// struct SignedUp { email: String }
 ///
+/// ingot::event!(SignedUp = "app/user.signed-up");
+/// # assert_eq!(<SignedUp as ingot::Event>::NAME, "app/user.signed-up");
+/// ```
+///
+/// which is the same as
+///
+/// ```
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct SignedUp { email: String }
 /// impl ingot::Event for SignedUp {
 ///     const NAME: &'static str = "app/user.signed-up";
 ///     type Data = Self;
@@ -73,6 +82,58 @@ pub trait Event: Send + Sync + 'static {
     const NAME: &'static str;
     /// The type of the event's `data`.
     type Data: Serialize + DeserializeOwned + Send + Sync + 'static;
+}
+
+/// Implements [`Event`] for payload types: `event!(Type = "name")` (the type
+/// is its own payload, `type Data = Self`), several at once separated by
+/// `;`, or `event!(Marker = "name", data = Payload)` for a marker type.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct OrderPlaced { id: u64 }
+/// #[derive(Serialize, Deserialize)]
+/// struct OrderPaid { id: u64 }
+/// enum Tags {}
+///
+/// ingot::event!(OrderPlaced = "shop/order.placed"; OrderPaid = "shop/order.paid");
+/// ingot::event!(Tags = "shop/tags", data = Vec<String>);
+///
+/// use ingot::Event;
+/// assert_eq!((OrderPlaced::NAME, OrderPaid::NAME, Tags::NAME), ("shop/order.placed", "shop/order.paid", "shop/tags"));
+/// let tags: <Tags as Event>::Data = vec!["new".to_string()];
+/// # let _ = tags;
+/// ```
+#[macro_export]
+macro_rules! event {
+    ($ty:ty = $name:expr, data = $data:ty $(,)?) => {
+        impl $crate::Event for $ty {
+            const NAME: &'static str = $name;
+            type Data = $data;
+        }
+    };
+    ($($ty:ty = $name:expr);+ $(;)?) => {
+        $(
+            impl $crate::Event for $ty {
+                const NAME: &'static str = $name;
+                type Data = Self;
+            }
+        )+
+    };
+}
+
+/// The name of the event an invoked run receives.
+pub(crate) const INVOKED_EVENT: &str = "inngest/function.invoked";
+
+/// The event type of invoke-only functions
+/// ([`crate::FunctionBuilder::trigger_invoke`]): no event starts them;
+/// `step.invoke` sends a payload `D`, which the handler receives as
+/// `ctx.event.data` (the event's name is `inngest/function.invoked`).
+pub struct Invoked<D>(PhantomData<fn() -> D>, std::convert::Infallible);
+
+impl<D: Serialize + DeserializeOwned + Send + Sync + 'static> EventType for Invoked<D> {
+    type Data = D;
 }
 
 /// The event type of functions whose events are read as raw JSON: their

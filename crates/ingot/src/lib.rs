@@ -17,7 +17,7 @@
 //! * [`testing`]: run a function against mocked step results.
 //!
 //! ```
-//! use ingot::{Client, Ctx, Error, Event, Function};
+//! use ingot::{Ctx, Error, Event, Function};
 //! use serde::{Deserialize, Serialize};
 //! use serde_json::json;
 //!
@@ -42,14 +42,13 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let client = Client::builder("my-app").dev().build().unwrap();
 //! let function = Function::new("hello-world")
 //!     .trigger_event::<HelloWorld>()
 //!     .retries(2)
 //!     .handler(hello);
 //!
 //! // Run it as the engine would, with the sleep already over.
-//! let result = ingot::testing::TestRun::new(&client, &function, HelloWorld { name: "Ada".into() })
+//! let result = ingot::testing::TestRun::new(&function, HelloWorld { name: "Ada".into() })
 //!     .run()
 //!     .await;
 //! assert_eq!(result.output.unwrap(), json!({ "message": "Hello, Ada!" }));
@@ -95,16 +94,20 @@ pub mod function;
 pub mod serve;
 pub mod step;
 pub mod testing;
+pub mod time;
 
+/// The axum this crate serves with (0.8), for apps that want the same one.
+pub use axum;
 pub use client::{Client, ClientBuilder, Mode};
 pub use error::{ConfigError, Error, ResultExt, SendError, StepError};
-pub use event::{AnyEvent, Event, EventId, FunctionFailed, JsonEvent, ReceivedEvent, RunId, TypedEvent};
+pub use event::{AnyEvent, Event, EventId, FunctionFailed, Invoked, JsonEvent, ReceivedEvent, RunId, TypedEvent};
 pub use function::options::{
     BatchEvents, CancelOn, Concurrency, ConcurrencyScope, Debounce, RateLimit, Singleton, SingletonMode, Throttle, Timeouts,
 };
-pub use function::{Ctx, Function, FunctionBuilder};
-pub use serve::{serve, Handler};
-pub use step::{FunctionRef, Step, WaitOpts};
+pub use function::{Ctx, Function, FunctionBuilder, TypedFunction};
+pub use serve::{serve, serve_with_state, Handler};
+pub use step::{FunctionRef, InvokeOpts, Step, WaitOpts};
+pub use time::TimeSpec;
 
 /// Reads an Inngest time string (`"30s"`, `"1h30m"`, `"7d"`) as a duration.
 pub fn parse_time_string(s: &str) -> Result<std::time::Duration, ingot_protocol::timestr::BadDuration> {

@@ -10,10 +10,8 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use ingot_protocol::timestr::format_duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -22,6 +20,7 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::event::{AnyEvent, Event, EventId, EventType, IntoEvents, ReceivedEvent};
 use crate::exec::{Exec, Memo, Registration, StepKind};
+use crate::time::TimeSpec;
 
 /// The step tools of one call; `ctx.step`.
 #[derive(Clone)]
@@ -40,16 +39,17 @@ impl std::fmt::Debug for Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitOpts {
     /// How long to wait before giving up (the step then returns `None`).
-    pub timeout: Duration,
+    pub timeout: TimeSpec,
     /// A CEL expression that the awaited event must satisfy; `event` is the
     /// run's triggering event, `async` the candidate.
     pub if_exp: Option<String>,
 }
 
 impl WaitOpts {
-    /// Waits up to `timeout` for any event of the type.
-    pub fn new(timeout: Duration) -> WaitOpts {
-        WaitOpts { timeout, if_exp: None }
+    /// Waits up to `timeout` (a `Duration` or a time string such as
+    /// `"1h"`) for any event of the type.
+    pub fn new(timeout: impl Into<TimeSpec>) -> WaitOpts {
+        WaitOpts { timeout: timeout.into(), if_exp: None }
     }
 
     /// Only an event for which this expression is true.
@@ -65,8 +65,34 @@ impl WaitOpts {
     }
 }
 
+/// Options of [`Step::invoke_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvokeOpts {
+    /// How long to wait for the invoked run before the step fails with
+    /// `InngestInvokeTimeoutError` (the engine's default: one year).
+    pub timeout: Option<TimeSpec>,
+}
+
+impl InvokeOpts {
+    /// The engine's defaults.
+    pub fn new() -> InvokeOpts {
+        InvokeOpts::default()
+    }
+
+    /// Fails the step if the invoked run has not finished within `timeout`.
+    pub fn timeout(mut self, timeout: impl Into<TimeSpec>) -> InvokeOpts {
+        self.timeout = Some(timeout.into());
+        self
+    }
+}
+
 /// A function to invoke: typed by the event payload it takes (`P`) and the
 /// output it returns (`T`).
+///
+/// For a function of this app, take it from the function itself with
+/// [`crate::TypedFunction::reference`]: both types are then the handler's.
+/// For a function served elsewhere (another app, another language), name
+/// it by id and state its types: `FunctionRef::<Invoked<Amount>, u64>::in_app("billing", "compute-tax")`.
 #[derive(Debug)]
 pub struct FunctionRef<P: EventType = AnyEvent, T = Value> {
     app_id: Option<String>,
@@ -81,7 +107,9 @@ impl<P: EventType, T> Clone for FunctionRef<P, T> {
 }
 
 impl<P: EventType, T: DeserializeOwned> FunctionRef<P, T> {
-    /// A function of this app, by its id.
+    /// A function of this app, by its id (prefer
+    /// [`crate::TypedFunction::reference`], which cannot get the id or the
+    /// types wrong).
     pub fn new(function_id: impl Into<String>) -> Self {
         FunctionRef { app_id: None, function_id: function_id.into(), _types: PhantomData }
     }
@@ -91,8 +119,13 @@ impl<P: EventType, T: DeserializeOwned> FunctionRef<P, T> {
         FunctionRef { app_id: Some(app_id.into()), function_id: function_id.into(), _types: PhantomData }
     }
 
+    /// The function's id within its app.
+    pub fn function_id(&self) -> &str {
+        &self.function_id
+    }
+
     /// The composite id the engine knows it by.
-    fn composite(&self, client: &Client) -> String {
+    pub(crate) fn composite(&self, client: &Client) -> String {
         let app = self.app_id.as_deref().unwrap_or(client.app_id());
         format!("{app}-{}", self.function_id)
     }
@@ -149,7 +182,12 @@ impl Step {
             };
             futures::future::poll_fn(|cx| exec.poll_turn(&hashed, cx)).await;
             let span = tracing::info_span!("step", step_id = %id, op = "StepRun");
-            let result = tracing::Instrument::instrument(body, span).await;
+            let result = match exec.injected_failure(&hashed) {
+                // `testing::TestRun::fail_step_once`: this attempt fails
+                // without running the body.
+                Some(failure) => Err(failure),
+                None => tracing::Instrument::instrument(body, span).await,
+            };
             if let Err(e) = &result {
                 tracing::info!(step_id = %id, error = %e, "step failed");
             }
@@ -160,31 +198,37 @@ impl Step {
         }
     }
 
-    /// Resolves a step the engine carries out (sleep, wait, invoke).
-    fn engine_step(&self, id: &str, kind: StepKind) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
-        let reg = self.exec.register(id, kind);
+    /// Resolves a step the engine carries out (sleep, wait, invoke). A
+    /// period that is not one (a bad time string) fails the step for good
+    /// before it is registered.
+    fn engine_step(&self, id: &str, kind: Result<StepKind, String>) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        let reg = kind.map(|kind| self.exec.register(id, kind));
         let id = id.to_string();
         async move {
             match reg {
-                Registration::Memoized(Memo::Data(v)) => Ok(v),
-                Registration::Memoized(Memo::Error(e)) => Err(Error::Step(e)),
-                Registration::Nested { inside } => Err(nested(&id, &inside)),
+                Err(bad) => Err(Error::non_retriable(format!("step {id:?}: {bad}"))),
+                Ok(Registration::Memoized(Memo::Data(v))) => Ok(v),
+                Ok(Registration::Memoized(Memo::Error(e))) => Err(Error::Step(e)),
+                Ok(Registration::Nested { inside }) => Err(nested(&id, &inside)),
                 // Suspended: the engine resumes the run in a later call.
-                Registration::New(_) => std::future::pending().await,
+                Ok(Registration::New(_)) => std::future::pending().await,
             }
         }
     }
 
-    /// Pauses the run for `duration` (the engine wakes it; nothing runs
-    /// meanwhile).
-    pub fn sleep(&self, id: &str, duration: Duration) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        let fut = self.engine_step(id, StepKind::Sleep { name: format_duration(duration) });
+    /// Pauses the run for `duration`, a `Duration` or a time string
+    /// (`"2s"`, `"1h30m"`, `"7d"`); the engine wakes it, nothing runs
+    /// meanwhile. A string that is not a period fails the step without
+    /// retries.
+    pub fn sleep(&self, id: &str, duration: impl Into<TimeSpec>) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let kind = duration.into().wire().map(|name| StepKind::Sleep { name }).map_err(|e| e.to_string());
+        let fut = self.engine_step(id, kind);
         async move { fut.await.map(|_| ()) }
     }
 
     /// Pauses the run until `at`.
     pub fn sleep_until(&self, id: &str, at: DateTime<Utc>) -> impl Future<Output = Result<(), Error>> + Send + 'static {
-        let fut = self.engine_step(id, StepKind::Sleep { name: at.to_rfc3339_opts(SecondsFormat::Millis, true) });
+        let fut = self.engine_step(id, Ok(StepKind::Sleep { name: at.to_rfc3339_opts(SecondsFormat::Millis, true) }));
         async move { fut.await.map(|_| ()) }
     }
 
@@ -214,12 +258,15 @@ impl Step {
         opts: WaitOpts,
         typed_payload: bool,
     ) -> impl Future<Output = Result<Option<ReceivedEvent<D>>, Error>> + Send + 'static {
-        let mut o = Map::new();
-        o.insert("timeout".into(), json!(format_duration(opts.timeout)));
-        if let Some(expr) = opts.if_exp {
-            o.insert("if".into(), json!(expr));
-        }
-        let fut = self.engine_step(id, StepKind::WaitForEvent { event: name.to_string(), opts: Value::Object(o) });
+        let kind = opts.timeout.wire().map_err(|e| format!("timeout: {e}")).map(|timeout| {
+            let mut o = Map::new();
+            o.insert("timeout".into(), json!(timeout));
+            if let Some(expr) = opts.if_exp {
+                o.insert("if".into(), json!(expr));
+            }
+            StepKind::WaitForEvent { event: name.to_string(), opts: Value::Object(o) }
+        });
+        let fut = self.engine_step(id, kind);
         let id = id.to_string();
         async move {
             match fut.await? {
@@ -231,25 +278,62 @@ impl Step {
         }
     }
 
-    /// Invokes another function with `data` and returns its output. A
+    /// Invokes another function with `data` and returns its output, typed
+    /// by the reference ([`crate::TypedFunction::reference`]): the payload
+    /// must be the function's and the result is its handler's output. A
     /// failure of the invoked function (or a timeout, default one year) is
     /// returned as [`Error::Step`].
+    ///
+    /// ```
+    /// use ingot::{Ctx, Function, Invoked};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Amount { cents: u64 }
+    ///
+    /// let tax = Function::new("compute-tax")
+    ///     .trigger_invoke::<Amount>()
+    ///     .handler(|ctx: Ctx<Invoked<Amount>>| async move { Ok(ctx.event.data.cents / 5) });
+    /// let tax_ref = tax.reference();
+    /// let checkout = Function::new("checkout").trigger_event_name("shop/checkout").handler(move |ctx: Ctx| {
+    ///     let tax_ref = tax_ref.clone();
+    ///     async move {
+    ///         let tax = ctx.step.invoke("tax", &tax_ref, Amount { cents: 1000 }).await?; // a u64
+    ///         Ok(1000 + tax)
+    ///     }
+    /// });
+    /// # let _ = ingot::functions![tax, checkout];
+    /// ```
     pub fn invoke<P: EventType, T: DeserializeOwned + Send + 'static>(
         &self,
         id: &str,
         function: &FunctionRef<P, T>,
         data: P::Data,
-        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'static {
+        self.invoke_with(id, function, data, InvokeOpts::default())
+    }
+
+    /// [`Step::invoke`] with options (a timeout).
+    pub fn invoke_with<P: EventType, T: DeserializeOwned + Send + 'static>(
+        &self,
+        id: &str,
+        function: &FunctionRef<P, T>,
+        data: P::Data,
+        options: InvokeOpts,
     ) -> impl Future<Output = Result<T, Error>> + Send + 'static {
         let payload = serde_json::to_value(&data);
         let mut opts = Map::new();
         opts.insert("function_id".into(), json!(function.composite(&self.client)));
-        if let Some(t) = timeout {
-            opts.insert("timeout".into(), json!(format_duration(t)));
-        }
+        let timeout = options.timeout.as_ref().map(TimeSpec::wire).transpose().map_err(|e| format!("timeout: {e}"));
         let ready = payload.map(|data| {
-            opts.insert("payload".into(), json!({ "data": data }));
-            self.engine_step(id, StepKind::Invoke { opts: Value::Object(opts) })
+            let kind = timeout.map(|timeout| {
+                if let Some(t) = timeout {
+                    opts.insert("timeout".into(), json!(t));
+                }
+                opts.insert("payload".into(), json!({ "data": data }));
+                StepKind::Invoke { opts: Value::Object(opts) }
+            });
+            self.engine_step(id, kind)
         });
         let id = id.to_string();
         async move {

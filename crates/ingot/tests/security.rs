@@ -81,20 +81,23 @@ impl Runs {
 /// A function `id`, triggered by `test/<id>`, with one step `greet`,
 /// counting its runs.
 fn counted(id: &str, runs: Arc<Runs>) -> Function {
-    Function::new(id).trigger_event_name(format!("test/{id}")).handler(move |ctx: Ctx| {
-        let runs = runs.clone();
-        async move {
-            runs.handler.fetch_add(1, Ordering::SeqCst);
-            let greeting: String = ctx
-                .step
-                .run("greet", || async {
-                    runs.step.fetch_add(1, Ordering::SeqCst);
-                    Ok("hello".to_string())
-                })
-                .await?;
-            Ok(json!({"greeting": greeting}))
-        }
-    })
+    Function::new(id)
+        .trigger_event_name(format!("test/{id}"))
+        .handler(move |ctx: Ctx| {
+            let runs = runs.clone();
+            async move {
+                runs.handler.fetch_add(1, Ordering::SeqCst);
+                let greeting: String = ctx
+                    .step
+                    .run("greet", || async {
+                        runs.step.fetch_add(1, Ordering::SeqCst);
+                        Ok("hello".to_string())
+                    })
+                    .await?;
+                Ok(json!({"greeting": greeting}))
+            }
+        })
+        .into()
 }
 
 /// A cloud-mode app `app` with functions `a` and `b`, its clock at [`NOW`].

@@ -11,11 +11,14 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 fn hello() -> Function {
-    Function::new("hello").trigger_event_name("app/hello").handler(|ctx: Ctx| async move {
-        let name = ctx.event.data["name"].as_str().unwrap_or("world").to_string();
-        let greeting: String = ctx.step.run("greet", || async move { Ok(format!("Hello {name}")) }).await?;
-        Ok(json!({"message": greeting}))
-    })
+    Function::new("hello")
+        .trigger_event_name("app/hello")
+        .handler(|ctx: Ctx| async move {
+            let name = ctx.event.data["name"].as_str().unwrap_or("world").to_string();
+            let greeting: String = ctx.step.run("greet", || async move { Ok(format!("Hello {name}")) }).await?;
+            Ok(json!({"message": greeting}))
+        })
+        .into()
 }
 
 async fn send(router: axum::Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {

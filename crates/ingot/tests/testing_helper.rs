@@ -37,17 +37,20 @@ fn client() -> Client {
 }
 
 fn two_steps() -> Function {
-    Function::new("two-steps").trigger_event::<Order>().handler(|ctx: Ctx<Order>| async move {
-        let a: u32 = ctx.step.run("first", || async { Ok(ctx.event.data.id * 10) }).await?;
-        let b: u32 = ctx.step.run("second", || async { Ok(a + 1) }).await?;
-        Ok(json!({"a": a, "b": b}))
-    })
+    Function::new("two-steps")
+        .trigger_event::<Order>()
+        .handler(|ctx: Ctx<Order>| async move {
+            let a: u32 = ctx.step.run("first", || async { Ok(ctx.event.data.id * 10) }).await?;
+            let b: u32 = ctx.step.run("second", || async { Ok(a + 1) }).await?;
+            Ok(json!({"a": a, "b": b}))
+        })
+        .into()
 }
 
 #[tokio::test]
 async fn a_single_new_step_runs_at_once_and_memos_are_skipped() {
     let (c, f) = (client(), two_steps());
-    let t = TestRun::new(&c, &f, Order { id: 4 });
+    let t = TestRun::new(&f, Order { id: 4 }).client(&c);
     assert_eq!(t.call().await, CallOutcome::StepRan { id: "first".into(), output: json!(40) });
     let t = t.mock_step("first", 40);
     assert_eq!(t.call().await, CallOutcome::StepRan { id: "second".into(), output: json!(41) });
@@ -57,7 +60,7 @@ async fn a_single_new_step_runs_at_once_and_memos_are_skipped() {
 #[tokio::test]
 async fn planning_is_forced_when_the_engine_asks() {
     let (c, f) = (client(), two_steps());
-    match TestRun::new(&c, &f, Order { id: 1 }).disable_immediate_execution().call().await {
+    match TestRun::new(&f, Order { id: 1 }).client(&c).disable_immediate_execution().call().await {
         CallOutcome::Ops(ops) => {
             assert_eq!(ops.len(), 1);
             assert_eq!((ops[0].op.clone(), ops[0].id.clone()), (Opcode::StepPlanned, hash_step_id("first")));
@@ -67,24 +70,27 @@ async fn planning_is_forced_when_the_engine_asks() {
 }
 
 fn fan_out() -> Function {
-    Function::new("fan-out").trigger_event_name("shop/fan").handler(|ctx: Ctx| async move {
-        // FuturesUnordered only polls the futures that were woken: the step
-        // chosen to run must be woken by the SDK.
-        let mut all: FuturesUnordered<_> =
-            ["a", "b", "c"].into_iter().map(|id| ctx.step.run(id, move || async move { Ok(id.to_uppercase()) })).collect();
-        let mut got = Vec::new();
-        while let Some(r) = all.next().await {
-            got.push(r?);
-        }
-        got.sort();
-        Ok(got)
-    })
+    Function::new("fan-out")
+        .trigger_event_name("shop/fan")
+        .handler(|ctx: Ctx| async move {
+            // FuturesUnordered only polls the futures that were woken: the step
+            // chosen to run must be woken by the SDK.
+            let mut all: FuturesUnordered<_> =
+                ["a", "b", "c"].into_iter().map(|id| ctx.step.run(id, move || async move { Ok(id.to_uppercase()) })).collect();
+            let mut got = Vec::new();
+            while let Some(r) = all.next().await {
+                got.push(r?);
+            }
+            got.sort();
+            Ok(got)
+        })
+        .into()
 }
 
 #[tokio::test]
 async fn parallel_steps_are_planned_then_run_one_per_call() {
     let (c, f) = (client(), fan_out());
-    let t = TestRun::new(&c, &f, JsonEvent::new("shop/fan", json!({})));
+    let t = TestRun::new(&f, JsonEvent::new("shop/fan", json!({}))).client(&c);
     let CallOutcome::Ops(ops) = t.call().await else { panic!("wanted planned ops") };
     let planned: Vec<(Opcode, String)> = ops.iter().map(|o| (o.op.clone(), o.display())).collect();
     assert_eq!(planned, [(Opcode::StepPlanned, "a".into()), (Opcode::StepPlanned, "b".into()), (Opcode::StepPlanned, "c".into())]);
@@ -109,7 +115,7 @@ async fn step_bodies_and_handlers_may_await_io() {
         Ok(v)
     });
     let c = client();
-    let result = TestRun::new(&c, &f, JsonEvent::new("shop/io", json!({}))).run().await;
+    let result = TestRun::new(&f, JsonEvent::new("shop/io", json!({}))).client(&c).run().await;
     assert_eq!(result.output, Ok(json!(7)));
 }
 
@@ -120,7 +126,7 @@ async fn failing_steps_are_retried_then_fail_the_run() {
         Ok(())
     });
     let c = client();
-    let t = TestRun::new(&c, &f, JsonEvent::new("shop/flaky", json!({})));
+    let t = TestRun::new(&f, JsonEvent::new("shop/flaky", json!({}))).client(&c);
     assert!(matches!(t.call().await, CallOutcome::StepFailed { retriable: true, .. }));
     assert!(matches!(t.clone().attempt(2).call().await, CallOutcome::StepFailed { retriable: false, .. }));
     let result = t.run().await;
@@ -140,7 +146,7 @@ async fn memoized_failures_reach_user_code() {
     });
     let c = client();
     let failed = StepError { name: "Error".into(), message: "nope".into(), stack: None };
-    let t = TestRun::new(&c, &f, JsonEvent::new("shop/catch", json!({}))).mock_step_error("risky", failed);
+    let t = TestRun::new(&f, JsonEvent::new("shop/catch", json!({}))).client(&c).mock_step_error("risky", failed);
     assert_eq!(t.call().await, CallOutcome::Completed(json!({"caught": "nope"})));
 }
 
@@ -149,11 +155,11 @@ async fn waits_and_invokes_resolve_from_mocks() {
     let f = Function::new("checkout").trigger_event::<Order>().handler(|ctx: Ctx<Order>| async move {
         let paid = ctx.step.wait_for_event::<Paid>("paid", WaitOpts::new(Duration::from_secs(60)).match_field("data.id")).await?;
         let quote: FunctionRef<Order, u32> = FunctionRef::new("quote");
-        let price = ctx.step.invoke("price", &quote, Order { id: ctx.event.data.id }, None).await;
+        let price = ctx.step.invoke("price", &quote, Order { id: ctx.event.data.id }).await;
         Ok(json!({"paid": paid.map(|e| e.data.order), "price": price.ok()}))
     });
     let c = client();
-    let t = TestRun::new(&c, &f, Order { id: 3 });
+    let t = TestRun::new(&f, Order { id: 3 }).client(&c);
     let CallOutcome::Ops(ops) = t.call().await else { panic!("wanted a wait op") };
     assert_eq!((ops[0].op.clone(), ops[0].name.as_deref()), (Opcode::WaitForEvent, Some("shop/order.paid")));
     assert_eq!(ops[0].opts, Some(json!({"timeout": "1m", "if": "event.data.id == async.data.id"})));
@@ -161,7 +167,7 @@ async fn waits_and_invokes_resolve_from_mocks() {
     let t = t.mock_step("paid", paid).mock_step("price", 99);
     assert_eq!(t.call().await, CallOutcome::Completed(json!({"paid": 3, "price": 99})));
     // Not mocked: the wait times out and the invoke fails (and is caught).
-    let result = TestRun::new(&c, &f, Order { id: 3 }).run().await;
+    let result = TestRun::new(&f, Order { id: 3 }).client(&c).run().await;
     assert_eq!(result.output, Ok(json!({"paid": null, "price": null})));
 }
 
@@ -175,7 +181,7 @@ async fn repeated_step_ids_get_suffixes() {
         Ok(out)
     });
     let c = client();
-    let t = TestRun::new(&c, &f, JsonEvent::new("shop/dup", json!({}))).mock_step("item", 0).mock_step("item:1", 1);
+    let t = TestRun::new(&f, JsonEvent::new("shop/dup", json!({}))).client(&c).mock_step("item", 0).mock_step("item:1", 1);
     assert_eq!(t.call().await, CallOutcome::StepRan { id: "item".into(), output: json!(2) });
     assert_eq!(t.run().await.output, Ok(json!([0, 1, 2])));
 }
@@ -188,7 +194,7 @@ async fn misuse_is_reported_not_hung() {
         Ok(v)
     });
     let CallOutcome::StepFailed { error, retriable: false, .. } =
-        TestRun::new(&c, &nested, JsonEvent::new("shop/n", json!({}))).call().await
+        TestRun::new(&nested, JsonEvent::new("shop/n", json!({}))).client(&c).call().await
     else {
         panic!("nested steps must fail the step")
     };
@@ -200,12 +206,12 @@ async fn misuse_is_reported_not_hung() {
         }
         Ok(())
     });
-    let out = TestRun::new(&c, &panics, JsonEvent::new("shop/p", json!({}))).call().await;
+    let out = TestRun::new(&panics, JsonEvent::new("shop/p", json!({}))).client(&c).call().await;
     assert!(matches!(&out, CallOutcome::Failed { retriable: true, error } if error.message.contains("oops")), "{out:?}");
 
     // A typed function given a payload of another shape fails without retries.
     let f = two_steps();
-    let out = TestRun::new(&c, &f, JsonEvent::new("shop/order.placed", json!({"id": "not a number"}))).call().await;
+    let out = TestRun::new(&f, JsonEvent::new("shop/order.placed", json!({"id": "not a number"}))).client(&c).call().await;
     assert!(matches!(out, CallOutcome::Failed { retriable: false, .. }), "{out:?}");
 }
 
@@ -216,9 +222,9 @@ async fn on_failure_handlers_get_the_failure() {
         .on_failure(|ctx| async move { Ok(json!({"failed": ctx.event.data.function_id, "why": ctx.event.data.error.message})) })
         .handler(|_ctx: Ctx| async move { Err::<(), _>(Error::non_retriable("broken")) });
     let c = client();
-    let failed = TestRun::new(&c, &f, JsonEvent::new("shop/fragile", json!({}))).run().await;
+    let failed = TestRun::new(&f, JsonEvent::new("shop/fragile", json!({}))).client(&c).run().await;
     let error = failed.output.unwrap_err();
     assert_eq!((error.name.as_str(), error.message.as_str()), ("NonRetriableError", "broken"));
-    let handled = TestRun::on_failure(&c, &f, "01RUN", error, json!({"name": "shop/fragile", "data": {}})).call().await;
+    let handled = TestRun::on_failure(&f, "01RUN", error, json!({"name": "shop/fragile", "data": {}})).client(&c).call().await;
     assert_eq!(handled, CallOutcome::Completed(json!({"failed": "shop-fragile", "why": "broken"})));
 }

@@ -95,10 +95,7 @@ pub struct HelloWorld {
     pub name: Option<String>,
 }
 
-impl Event for HelloWorld {
-    const NAME: &'static str = "test/hello.world";
-    type Data = Self;
-}
+ingot::event!(HelloWorld = "test/hello.world");
 
 /// `email/send`: send one email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,10 +114,7 @@ pub struct SendEmail {
     pub reply_to: Option<String>,
 }
 
-impl Event for SendEmail {
-    const NAME: &'static str = "email/send";
-    type Data = Self;
-}
+ingot::event!(SendEmail = "email/send");
 
 /// What a campaign is for; it decides how the budget is split and which KPI
 /// leads.
@@ -231,10 +225,7 @@ fn default_currency() -> String {
     "EUR".to_string()
 }
 
-impl Event for GenerateStrategy {
-    const NAME: &'static str = "strategy/generate";
-    type Data = Self;
-}
+ingot::event!(GenerateStrategy = "strategy/generate");
 
 /// `strategy/generated`: a strategy was stored (emitted by `strategy/generate`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,10 +244,7 @@ pub struct StrategyGenerated {
     pub channels: Vec<Channel>,
 }
 
-impl Event for StrategyGenerated {
-    const NAME: &'static str = "strategy/generated";
-    type Data = Self;
-}
+ingot::event!(StrategyGenerated = "strategy/generated");
 
 /// A document to export: a stored strategy, or a note given inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,10 +279,7 @@ pub struct ExportPdf {
     pub file_name: Option<String>,
 }
 
-impl Event for ExportPdf {
-    const NAME: &'static str = "export/pdf";
-    type Data = Self;
-}
+ingot::event!(ExportPdf = "export/pdf");
 
 /// `export/pdf.ready`: a PDF was stored (emitted by `export/pdf`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,10 +300,7 @@ pub struct PdfReady {
     pub sha256: String,
 }
 
-impl Event for PdfReady {
-    const NAME: &'static str = "export/pdf.ready";
-    type Data = Self;
-}
+ingot::event!(PdfReady = "export/pdf.ready");
 
 /// `webhook/deliver`: POST a JSON payload to a URL, signed per the Standard
 /// Webhooks spec.
@@ -334,10 +316,7 @@ pub struct DeliverWebhook {
     pub message_id: Option<String>,
 }
 
-impl Event for DeliverWebhook {
-    const NAME: &'static str = "webhook/deliver";
-    type Data = Self;
-}
+ingot::event!(DeliverWebhook = "webhook/deliver");
 
 /// The events the app's own code can send, by name (the functions' triggers).
 pub const SENDABLE: [&str; 5] = [HelloWorld::NAME, SendEmail::NAME, GenerateStrategy::NAME, ExportPdf::NAME, DeliverWebhook::NAME];

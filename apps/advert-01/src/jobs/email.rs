@@ -183,10 +183,11 @@ pub fn compose(from: &str, email: &SendEmail, message_id: &str) -> Result<Messag
 
 /// The function.
 pub fn function(deps: Arc<Deps>) -> Function {
-    Function::new(ID).name("Send an email").trigger_event::<SendEmail>().retries(5).handler(move |ctx| send(ctx, deps.clone()))
+    Function::new(ID).name("Send an email").trigger_event::<SendEmail>().retries(5).with_shared_state(deps).handler(send).into()
 }
 
-async fn send(ctx: Ctx<SendEmail>, deps: Arc<Deps>) -> Result<Sent, Error> {
+async fn send(ctx: Ctx<SendEmail>) -> Result<Sent, Error> {
+    let deps = ctx.state::<Deps>()?;
     let email = &ctx.event.data;
     // The same id on every attempt, so a receiver can spot a duplicate.
     let key = ctx.event.id.clone().unwrap_or_else(|| ctx.run_id.to_string());

@@ -105,11 +105,29 @@ struct State {
 /// The step state of one call, shared by the driver and the step futures.
 pub(crate) struct Exec {
     state: Mutex<State>,
+    /// Hashed ids of steps whose attempt in this call fails without running
+    /// its body (`testing::TestRun::fail_step_once`); empty when served.
+    failing: HashSet<String>,
 }
 
+/// The error of an attempt failed by `testing::TestRun::fail_step_once`.
+pub(crate) const INJECTED_FAILURE: &str = "failed once on purpose (TestRun::fail_step_once)";
+
 impl Exec {
+    #[cfg(test)]
     pub(crate) fn new(memo: Map<String, Value>) -> Arc<Exec> {
-        Arc::new(Exec { state: Mutex::new(State { memo, ..State::default() }) })
+        Exec::with_failures(memo, HashSet::new())
+    }
+
+    /// An `Exec` whose steps `failing` (hashed ids) fail this attempt.
+    pub(crate) fn with_failures(memo: Map<String, Value>, failing: HashSet<String>) -> Arc<Exec> {
+        Arc::new(Exec { state: Mutex::new(State { memo, ..State::default() }), failing })
+    }
+
+    /// The failure to report instead of running step `hashed`'s body, if
+    /// a test asked for one.
+    pub(crate) fn injected_failure(&self, hashed: &str) -> Option<Error> {
+        self.failing.contains(hashed).then(|| Error::msg(INJECTED_FAILURE))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -10,6 +10,7 @@ use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::state::States;
 use crate::error::Error;
 use crate::event::{AnyEvent, EventType, ReceivedEvent, RunId};
 use crate::step::Step;
@@ -30,6 +31,7 @@ pub struct Ctx<P: EventType = AnyEvent> {
     pub max_attempts: u32,
     /// The step tools: `ctx.step.run(..)`, `ctx.step.sleep(..)`, ...
     pub step: Step,
+    state: States,
 }
 
 /// The raw material of a [`Ctx`], as it comes from a call request.
@@ -40,9 +42,41 @@ pub(crate) struct HandlerInput {
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) step: Step,
+    pub(crate) state: States,
 }
 
 impl<P: EventType> Ctx<P> {
+    /// The value of type `S` given with [`crate::FunctionBuilder::with_state`]
+    /// or [`crate::Handler::with_state`] (the function's first). Not given is
+    /// an error that fails the run without retries, and says what to add.
+    ///
+    /// ```
+    /// use ingot::{Ctx, Function};
+    ///
+    /// struct Prices { vat_percent: u64 }
+    ///
+    /// let f = Function::new("quote")
+    ///     .trigger_event_name("shop/quote")
+    ///     .with_state(Prices { vat_percent: 20 })
+    ///     .handler(|ctx: Ctx| async move {
+    ///         let prices = ctx.state::<Prices>()?;
+    ///         let net = ctx.event.data["net"].as_u64().unwrap_or(0);
+    ///         Ok(net + net * prices.vat_percent / 100)
+    ///     });
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let run = ingot::testing::TestRun::new(&f, ingot::JsonEvent::new("shop/quote", serde_json::json!({"net": 100}))).run().await;
+    /// assert_eq!(run.output, Ok(serde_json::json!(120)));
+    /// # });
+    /// ```
+    pub fn state<S: Send + Sync + 'static>(&self) -> Result<&S, Error> {
+        self.state.get::<S>().ok_or_else(missing_state::<S>)
+    }
+
+    /// As [`Ctx::state`], as a shared handle to move into a `'static` task.
+    pub fn state_arc<S: Send + Sync + 'static>(&self) -> Result<std::sync::Arc<S>, Error> {
+        self.state.get_arc::<S>().ok_or_else(missing_state::<S>)
+    }
+
     fn from_input(input: HandlerInput) -> Result<Ctx<P>, Error> {
         let typed = P::is_typed();
         let read = |v: Value| {
@@ -55,8 +89,24 @@ impl<P: EventType> Ctx<P> {
         } else {
             input.events.into_iter().map(read).collect::<Result<Vec<_>, _>>()?
         };
-        Ok(Ctx { event, events, run_id: input.run_id, attempt: input.attempt, max_attempts: input.max_attempts, step: input.step })
+        Ok(Ctx {
+            event,
+            events,
+            run_id: input.run_id,
+            attempt: input.attempt,
+            max_attempts: input.max_attempts,
+            step: input.step,
+            state: input.state,
+        })
     }
+}
+
+fn missing_state<S>() -> Error {
+    Error::non_retriable(format!(
+        "no state of type {} was given to this function: add it with Function::new(..).with_state(..), \
+         Handler::with_state(..) or, in tests, TestRun::with_state(..)",
+        std::any::type_name::<S>()
+    ))
 }
 
 pub(crate) type HandlerFuture = BoxFuture<'static, Result<Value, Error>>;

@@ -4,11 +4,17 @@
 //!
 //! The builder's type parameter is the event type the handler receives.
 //! It starts as [`AnyEvent`] (raw JSON) and becomes `E` with the first
-//! [`FunctionBuilder::trigger_event::<E>`]; later typed triggers must carry
+//! [`FunctionBuilder::trigger_event::<E>`] (or [`Invoked<D>`] with
+//! [`FunctionBuilder::trigger_invoke::<D>`]); later typed triggers must carry
 //! the same payload type, so a handler for the wrong payload does not compile.
+//! [`FunctionBuilder::handler`] returns a [`TypedFunction`], which keeps the
+//! handler's output type for [`TypedFunction::reference`] (typed invokes) and
+//! converts into the untyped [`Function`] that [`crate::serve()`] takes.
 
 mod handler;
 pub mod options;
+pub(crate) mod state;
+mod typed;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,9 +29,12 @@ pub use handler::Ctx;
 use handler::TypedHandler;
 pub(crate) use handler::{ErasedHandler, HandlerInput};
 use options::{BatchEvents, CancelOn, Concurrency, Debounce, RateLimit, Singleton, Throttle, Timeouts};
+use state::StateMap;
+pub use typed::TypedFunction;
 
 use crate::error::Error;
-use crate::event::{AddTrigger, AnyEvent, Event, EventType, FunctionFailed};
+use crate::event::{AddTrigger, AnyEvent, Event, EventType, FunctionFailed, Invoked, INVOKED_EVENT};
+use crate::time::BadTimeSpec;
 
 /// Retries of the `-failure` function registered for `on_failure` (as JS).
 const ON_FAILURE_RETRIES: u32 = 1;
@@ -59,8 +68,23 @@ pub(crate) struct FunctionDef {
     flow: BTreeMap<String, Value>,
     concurrency: Vec<Value>,
     cancel: Vec<Value>,
+    invocation: Invocation,
+    /// Options that could not be read (a bad time string), as messages.
+    errors: Vec<String>,
+    /// What `Function::with_state` gave the handler (`ctx.state`).
+    pub(crate) state: Arc<StateMap>,
     pub(crate) handler: Option<Arc<dyn ErasedHandler>>,
     pub(crate) on_failure: Option<Arc<dyn ErasedHandler>>,
+}
+
+/// How runs of a function start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Invocation {
+    /// By its triggers (and by `step.invoke`, as every function).
+    #[default]
+    Triggered,
+    /// Only by `step.invoke` ([`FunctionBuilder::trigger_invoke`]).
+    InvokeOnly,
 }
 
 impl Function {
@@ -74,6 +98,14 @@ impl Function {
     /// The function's id within its app.
     pub fn id(&self) -> &str {
         &self.def.id
+    }
+
+    /// What was wrong with the function's options when it was built (a bad
+    /// time string, e.g. `Throttle::new(1, "an hour")`), one message each;
+    /// empty when it is fine. Such a function does not register: syncing
+    /// the app fails with these messages, and so does each call to it.
+    pub fn config_errors(&self) -> &[String] {
+        &self.def.errors
     }
 
     /// The function configs this function registers: itself, and its
@@ -96,10 +128,22 @@ impl Function {
         if !def.cancel.is_empty() {
             rest.insert("cancel".into(), Value::Array(def.cancel.clone()));
         }
+        let mut triggers = def.triggers.clone();
+        if def.invocation == Invocation::InvokeOnly && triggers.is_empty() {
+            // Engines refuse a function without triggers. This one matches
+            // only the invoke events addressed to this very function (which
+            // engines route by `fn_id` anyway), so no event starts it.
+            triggers.push(Trigger {
+                event: Some(INVOKED_EVENT.to_string()),
+                expression: Some(format!("event.data._inngest.fn_id == '{composite}'")),
+                cron: None,
+                jitter: None,
+            });
+        }
         let mut out = vec![FunctionConfig {
             id: composite.clone(),
             name: Some(name.clone()),
-            triggers: def.triggers.clone(),
+            triggers,
             steps: step_config(serve_url, &composite, def.retries),
             cancel: None,
             rest,
@@ -209,6 +253,32 @@ impl<P: EventType> FunctionBuilder<P> {
         FunctionBuilder { def: self.def, _p: PhantomData }
     }
 
+    /// Sets a flow-control option, or records why its JSON cannot be built.
+    fn flow_option(mut self, key: &str, json: Result<Value, BadTimeSpec>) -> Self {
+        match json {
+            Ok(v) => {
+                self.def.flow.insert(key.to_string(), v);
+            }
+            Err(e) => self.def.errors.push(format!("function {:?}, {key}: {e}", self.def.id)),
+        }
+        self
+    }
+
+    /// Gives the handler a value it reads with [`Ctx::state`] (a database
+    /// pool, settings): no `Arc` to clone into the closure. One value per
+    /// type; it takes precedence over a value of the same type given to
+    /// [`crate::Handler::with_state`].
+    pub fn with_state<S: Send + Sync + 'static>(self, state: S) -> Self {
+        self.with_shared_state(Arc::new(state))
+    }
+
+    /// As [`FunctionBuilder::with_state`], for a value already in an `Arc`
+    /// (`ctx.state::<S>()` then reads the `S` inside).
+    pub fn with_shared_state<S: Send + Sync + 'static>(mut self, state: Arc<S>) -> Self {
+        Arc::make_mut(&mut self.def.state).insert(state);
+        self
+    }
+
     /// Triggers on event `E`; the handler then receives `E::Data`.
     pub fn trigger_event<E: Event>(self) -> FunctionBuilder<<P as AddTrigger<E>>::Out>
     where
@@ -257,32 +327,31 @@ impl<P: EventType> FunctionBuilder<P> {
     }
 
     /// Limits run starts per period (queued, not dropped).
-    pub fn throttle(mut self, throttle: Throttle) -> Self {
-        self.def.flow.insert("throttle".into(), throttle.to_json());
-        self
+    pub fn throttle(self, throttle: Throttle) -> Self {
+        self.flow_option("throttle", throttle.to_json())
     }
 
     /// Limits runs per period (events over the limit are dropped).
-    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
-        self.def.flow.insert("rateLimit".into(), limit.to_json());
-        self
+    pub fn rate_limit(self, limit: RateLimit) -> Self {
+        self.flow_option("rateLimit", limit.to_json())
     }
 
     /// Delays the start until events stop arriving.
-    pub fn debounce(mut self, debounce: Debounce) -> Self {
-        self.def.flow.insert("debounce".into(), debounce.to_json());
-        self
+    pub fn debounce(self, debounce: Debounce) -> Self {
+        self.flow_option("debounce", debounce.to_json())
     }
 
     /// Runs on batches of events (`ctx.events`).
-    pub fn batch_events(mut self, batch: BatchEvents) -> Self {
-        self.def.flow.insert("batchEvents".into(), batch.to_json());
-        self
+    pub fn batch_events(self, batch: BatchEvents) -> Self {
+        self.flow_option("batchEvents", batch.to_json())
     }
 
     /// Cancels the run when a matching event arrives (up to five).
     pub fn cancel_on(mut self, cancel: CancelOn) -> Self {
-        self.def.cancel.push(cancel.to_json());
+        match cancel.to_json() {
+            Ok(v) => self.def.cancel.push(v),
+            Err(e) => self.def.errors.push(format!("function {:?}, cancel: {e}", self.def.id)),
+        }
         self
     }
 
@@ -300,9 +369,8 @@ impl<P: EventType> FunctionBuilder<P> {
     }
 
     /// Cancels runs that do not start or finish in time.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.def.flow.insert("timeouts".into(), timeouts.to_json());
-        self
+    pub fn timeouts(self, timeouts: Timeouts) -> Self {
+        self.flow_option("timeouts", timeouts.to_json())
     }
 
     /// At most one active run (per key).
@@ -327,15 +395,48 @@ impl<P: EventType> FunctionBuilder<P> {
     /// Sets the handler and finishes the function.
     ///
     /// The handler is an `async fn(Ctx<P>) -> Result<T, ingot::Error>` (or
-    /// a closure returning such a future); `T` is the run's output.
-    pub fn handler<F, Fut, T>(mut self, handler: F) -> Function
+    /// a closure returning such a future); `T` is the run's output, kept in
+    /// the [`TypedFunction`] returned, so [`TypedFunction::reference`] can
+    /// invoke it with a typed result. `.into()` (or [`crate::functions!`])
+    /// makes it a [`Function`] for lists of functions of different types.
+    pub fn handler<F, Fut, T>(mut self, handler: F) -> TypedFunction<P, T>
     where
         F: Fn(Ctx<P>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
         T: Serialize + 'static,
     {
         self.def.handler = Some(Arc::new(TypedHandler::<P, F>::new(handler)));
-        Function { def: Arc::new(self.def) }
+        for e in &self.def.errors {
+            tracing::error!(function = %self.def.id, error = %e, "the function's options are invalid; it will not register");
+        }
+        TypedFunction::new(Function { def: Arc::new(self.def) })
+    }
+}
+
+impl FunctionBuilder<AnyEvent> {
+    /// Makes the function invoke-only: started by `step.invoke` with a
+    /// payload `D` (the handler gets `ctx.event.data: D`), by no event.
+    /// Engines need a trigger, so it registers one that matches only
+    /// invokes of this function.
+    ///
+    /// ```
+    /// use ingot::{Function, Invoked, Ctx};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Amount { cents: u64 }
+    ///
+    /// let tax = Function::new("compute-tax")
+    ///     .trigger_invoke::<Amount>()
+    ///     .handler(|ctx: Ctx<Invoked<Amount>>| async move { Ok(ctx.event.data.cents / 5) });
+    /// let reference: ingot::FunctionRef<Invoked<Amount>, u64> = tax.reference();
+    /// # let _ = reference;
+    /// ```
+    pub fn trigger_invoke<D>(mut self) -> FunctionBuilder<Invoked<D>>
+    where
+        Invoked<D>: EventType,
+    {
+        self.def.invocation = Invocation::InvokeOnly;
+        self.retype()
     }
 }
 

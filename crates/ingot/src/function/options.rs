@@ -1,17 +1,17 @@
 //! Flow-control options of a function (concurrency, throttle, rate limit,
 //! debounce, batching, cancellation, timeouts, singleton) and their JSON in
-//! the function config (protocol §1.3, §6.1). Durations are [`Duration`]s
-//! here and Inngest time strings on the wire.
+//! the function config (protocol §1.3, §6.1). Periods are
+//! [`TimeSpec`]s here (a `Duration` or a time string such as `"1m"`) and
+//! Inngest time strings on the wire; a bad string is reported when the
+//! function is built ([`crate::Function::config_errors`]).
 
-use std::time::Duration;
-
-use ingot_protocol::timestr::format_duration;
 use serde_json::{json, Map, Value};
 
 use crate::event::Event;
+use crate::time::{BadTimeSpec, TimeSpec};
 
-fn time(d: Duration) -> Value {
-    Value::String(format_duration(d))
+fn time(t: &TimeSpec) -> Result<Value, BadTimeSpec> {
+    t.wire().map(Value::String)
 }
 
 fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
@@ -80,15 +80,15 @@ impl Concurrency {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttle {
     limit: u32,
-    period: Duration,
+    period: TimeSpec,
     burst: Option<u32>,
     key: Option<String>,
 }
 
 impl Throttle {
     /// At most `limit` starts per `period`.
-    pub fn new(limit: u32, period: Duration) -> Self {
-        Throttle { limit, period, burst: None, key: None }
+    pub fn new(limit: u32, period: impl Into<TimeSpec>) -> Self {
+        Throttle { limit, period: period.into(), burst: None, key: None }
     }
 
     /// Extra starts allowed in a burst.
@@ -103,13 +103,13 @@ impl Throttle {
         self
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Result<Value, BadTimeSpec> {
         let mut m = Map::new();
         m.insert("limit".into(), json!(self.limit));
-        m.insert("period".into(), time(self.period));
+        m.insert("period".into(), time(&self.period)?);
         put(&mut m, "burst", self.burst.map(|b| json!(b)));
         put(&mut m, "key", self.key.clone().map(Value::String));
-        Value::Object(m)
+        Ok(Value::Object(m))
     }
 }
 
@@ -117,14 +117,14 @@ impl Throttle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
     limit: u32,
-    period: Duration,
+    period: TimeSpec,
     key: Option<String>,
 }
 
 impl RateLimit {
     /// At most `limit` runs per `period`.
-    pub fn new(limit: u32, period: Duration) -> Self {
-        RateLimit { limit, period, key: None }
+    pub fn new(limit: u32, period: impl Into<TimeSpec>) -> Self {
+        RateLimit { limit, period: period.into(), key: None }
     }
 
     /// One limit per value of this expression.
@@ -133,27 +133,27 @@ impl RateLimit {
         self
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Result<Value, BadTimeSpec> {
         let mut m = Map::new();
         m.insert("limit".into(), json!(self.limit));
-        m.insert("period".into(), time(self.period));
+        m.insert("period".into(), time(&self.period)?);
         put(&mut m, "key", self.key.clone().map(Value::String));
-        Value::Object(m)
+        Ok(Value::Object(m))
     }
 }
 
 /// Start a run only once events stop arriving for `period`, with the last event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Debounce {
-    period: Duration,
+    period: TimeSpec,
     key: Option<String>,
-    timeout: Option<Duration>,
+    timeout: Option<TimeSpec>,
 }
 
 impl Debounce {
     /// Waits for `period` of quiet.
-    pub fn new(period: Duration) -> Self {
-        Debounce { period, key: None, timeout: None }
+    pub fn new(period: impl Into<TimeSpec>) -> Self {
+        Debounce { period: period.into(), key: None, timeout: None }
     }
 
     /// One debounce per value of this expression.
@@ -163,17 +163,17 @@ impl Debounce {
     }
 
     /// Starts the run after this long at the latest, even if events keep coming.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+    pub fn timeout(mut self, timeout: impl Into<TimeSpec>) -> Self {
+        self.timeout = Some(timeout.into());
         self
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Result<Value, BadTimeSpec> {
         let mut m = Map::new();
-        m.insert("period".into(), time(self.period));
+        m.insert("period".into(), time(&self.period)?);
         put(&mut m, "key", self.key.clone().map(Value::String));
-        put(&mut m, "timeout", self.timeout.map(time));
-        Value::Object(m)
+        put(&mut m, "timeout", self.timeout.as_ref().map(time).transpose()?);
+        Ok(Value::Object(m))
     }
 }
 
@@ -181,15 +181,15 @@ impl Debounce {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchEvents {
     max_size: u32,
-    timeout: Duration,
+    timeout: TimeSpec,
     key: Option<String>,
     if_exp: Option<String>,
 }
 
 impl BatchEvents {
     /// Batches of up to `max_size` events, flushed `timeout` after the first.
-    pub fn new(max_size: u32, timeout: Duration) -> Self {
-        BatchEvents { max_size, timeout, key: None, if_exp: None }
+    pub fn new(max_size: u32, timeout: impl Into<TimeSpec>) -> Self {
+        BatchEvents { max_size, timeout: timeout.into(), key: None, if_exp: None }
     }
 
     /// One batch per value of this expression.
@@ -205,13 +205,13 @@ impl BatchEvents {
         self
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Result<Value, BadTimeSpec> {
         let mut m = Map::new();
         m.insert("maxSize".into(), json!(self.max_size));
-        m.insert("timeout".into(), time(self.timeout));
+        m.insert("timeout".into(), time(&self.timeout)?);
         put(&mut m, "key", self.key.clone().map(Value::String));
         put(&mut m, "if", self.if_exp.clone().map(Value::String));
-        Value::Object(m)
+        Ok(Value::Object(m))
     }
 }
 
@@ -220,7 +220,7 @@ impl BatchEvents {
 pub struct CancelOn {
     event: String,
     if_exp: Option<String>,
-    timeout: Option<Duration>,
+    timeout: Option<TimeSpec>,
 }
 
 impl CancelOn {
@@ -248,25 +248,25 @@ impl CancelOn {
     }
 
     /// Stops listening after this long.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+    pub fn timeout(mut self, timeout: impl Into<TimeSpec>) -> Self {
+        self.timeout = Some(timeout.into());
         self
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Result<Value, BadTimeSpec> {
         let mut m = Map::new();
         m.insert("event".into(), Value::String(self.event.clone()));
         put(&mut m, "if", self.if_exp.clone().map(Value::String));
-        put(&mut m, "timeout", self.timeout.map(time));
-        Value::Object(m)
+        put(&mut m, "timeout", self.timeout.as_ref().map(time).transpose()?);
+        Ok(Value::Object(m))
     }
 }
 
 /// Cancel runs that do not start, or do not finish, in time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeouts {
-    start: Option<Duration>,
-    finish: Option<Duration>,
+    start: Option<TimeSpec>,
+    finish: Option<TimeSpec>,
 }
 
 impl Timeouts {
@@ -276,22 +276,22 @@ impl Timeouts {
     }
 
     /// Cancel a run that has not started this long after its event.
-    pub fn start(mut self, d: Duration) -> Self {
-        self.start = Some(d);
+    pub fn start(mut self, d: impl Into<TimeSpec>) -> Self {
+        self.start = Some(d.into());
         self
     }
 
     /// Cancel a run that has not finished this long after it started.
-    pub fn finish(mut self, d: Duration) -> Self {
-        self.finish = Some(d);
+    pub fn finish(mut self, d: impl Into<TimeSpec>) -> Self {
+        self.finish = Some(d.into());
         self
     }
 
-    pub(crate) fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Result<Value, BadTimeSpec> {
         let mut m = Map::new();
-        put(&mut m, "start", self.start.map(time));
-        put(&mut m, "finish", self.finish.map(time));
-        Value::Object(m)
+        put(&mut m, "start", self.start.as_ref().map(time).transpose()?);
+        put(&mut m, "finish", self.finish.as_ref().map(time).transpose()?);
+        Ok(Value::Object(m))
     }
 }
 
@@ -339,6 +339,8 @@ impl Singleton {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
     #[test]
     fn options_serialize_as_the_js_sdk_does() {
         let s = Duration::from_secs;
@@ -346,15 +348,25 @@ mod tests {
             Concurrency::new(5).key("event.data.user").scope(ConcurrencyScope::Fn).to_json(),
             json!({"limit": 5, "key": "event.data.user", "scope": "fn"})
         );
-        assert_eq!(Throttle::new(3, s(60)).burst(2).key("k").to_json(), json!({"limit": 3, "period": "1m", "burst": 2, "key": "k"}));
-        assert_eq!(RateLimit::new(10, s(3600)).key("k").to_json(), json!({"limit": 10, "period": "1h", "key": "k"}));
-        assert_eq!(Debounce::new(s(5)).key("k").timeout(s(60)).to_json(), json!({"period": "5s", "key": "k", "timeout": "1m"}));
-        assert_eq!(BatchEvents::new(50, s(5)).key("k").to_json(), json!({"maxSize": 50, "timeout": "5s", "key": "k"}));
+        assert_eq!(Throttle::new(3, s(60)).burst(2).key("k").to_json(), Ok(json!({"limit": 3, "period": "1m", "burst": 2, "key": "k"})));
+        assert_eq!(RateLimit::new(10, s(3600)).key("k").to_json(), Ok(json!({"limit": 10, "period": "1h", "key": "k"})));
+        assert_eq!(Debounce::new(s(5)).key("k").timeout(s(60)).to_json(), Ok(json!({"period": "5s", "key": "k", "timeout": "1m"})));
+        assert_eq!(BatchEvents::new(50, s(5)).key("k").to_json(), Ok(json!({"maxSize": 50, "timeout": "5s", "key": "k"})));
         assert_eq!(
             CancelOn::event_name("test/cancel").match_field("data.id").timeout(s(3600)).to_json(),
-            json!({"event": "test/cancel", "if": "event.data.id == async.data.id", "timeout": "1h"})
+            Ok(json!({"event": "test/cancel", "if": "event.data.id == async.data.id", "timeout": "1h"}))
         );
-        assert_eq!(Timeouts::new().start(s(10)).finish(s(3600)).to_json(), json!({"start": "10s", "finish": "1h"}));
+        assert_eq!(Timeouts::new().start(s(10)).finish(s(3600)).to_json(), Ok(json!({"start": "10s", "finish": "1h"})));
         assert_eq!(Singleton::new(SingletonMode::Skip).key("k").to_json(), json!({"key": "k", "mode": "skip"}));
+    }
+
+    #[test]
+    fn periods_may_be_time_strings() {
+        assert_eq!(Throttle::new(3, "1m").to_json(), Throttle::new(3, Duration::from_secs(60)).to_json());
+        assert_eq!(Debounce::new("5s").timeout("1h30m").to_json(), Ok(json!({"period": "5s", "timeout": "1h30m"})));
+        assert_eq!(Timeouts::new().start("2d").to_json(), Ok(json!({"start": "48h"})));
+        let bad = RateLimit::new(1, "an hour").to_json().unwrap_err();
+        assert!(bad.to_string().contains("\"an hour\""), "{bad}");
+        assert!(CancelOn::event_name("x").timeout("later").to_json().is_err());
     }
 }

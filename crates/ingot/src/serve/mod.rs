@@ -26,7 +26,7 @@ mod claims;
 mod replay;
 mod sync;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -40,6 +40,7 @@ use tracing::Instrument;
 use crate::client::{sha256_hex, Client, Mode, SDK_VERSION};
 use crate::exec::reply::{reply, CallReply};
 use crate::exec::{drive, Exec, Target};
+use crate::function::state::{StateMap, States};
 use crate::function::{Function, HandlerInput, Role};
 use crate::step::Step;
 use crate::RunId;
@@ -53,10 +54,24 @@ const KEY_HASH_CHARS: usize = 12;
 /// Largest request body read (call requests carry all step results).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// The app's endpoint: its client and functions. Cheap to clone.
+/// The app's endpoint: its client, functions and state. Cheap to clone.
+///
+/// ```no_run
+/// # async fn run(client: ingot::Client, functions: Vec<ingot::Function>) -> Result<(), Box<dyn std::error::Error>> {
+/// struct Db; // e.g. a connection pool
+/// let app = ingot::Handler::new(&client, functions)
+///     .with_state(Db) // `ctx.state::<Db>()` in every handler
+///     .into_router();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Handler {
     inner: Arc<Inner>,
+    /// What [`Handler::with_state`] gave every handler.
+    state: Arc<StateMap>,
 }
 
 pub(crate) struct Inner {
@@ -77,12 +92,36 @@ struct Signed {
     header: String,
 }
 
-/// A router serving `functions` at [`DEFAULT_PATH`].
+/// A router serving `functions` at [`DEFAULT_PATH`] (give handlers state
+/// with [`Handler::with_state`], or [`serve_with_state`]).
+///
+/// Serving does not sync the app: the engine learns about it when it is
+/// told the URL (`ingot dev -u http://127.0.0.1:3000/api/inngest`, or the
+/// dev server's UI), or when the app's URL is sent a `PUT` (a deploy hook:
+/// `curl -X PUT http://127.0.0.1:3000/api/inngest`).
 ///
 /// # Panics
 /// If two functions have the same id.
-pub fn serve(client: &Client, functions: impl IntoIterator<Item = Function>) -> axum::Router {
+pub fn serve<I>(client: &Client, functions: I) -> axum::Router
+where
+    I: IntoIterator,
+    I::Item: Into<Function>,
+{
     Handler::new(client, functions).into_router()
+}
+
+/// [`serve`] with a value every handler reads with
+/// [`crate::Ctx::state`]: `serve_with_state(&client, functions, pool)`.
+///
+/// # Panics
+/// If two functions have the same id.
+pub fn serve_with_state<I, S>(client: &Client, functions: I, state: S) -> axum::Router
+where
+    I: IntoIterator,
+    I::Item: Into<Function>,
+    S: Send + Sync + 'static,
+{
+    Handler::new(client, functions).with_state(state).into_router()
 }
 
 /// Removes `null`s from objects, recursively (as the Python SDK does before
@@ -147,8 +186,12 @@ impl Handler {
     ///
     /// # Panics
     /// If two functions have the same id.
-    pub fn new(client: &Client, functions: impl IntoIterator<Item = Function>) -> Handler {
-        let functions: Vec<Function> = functions.into_iter().collect();
+    pub fn new<I>(client: &Client, functions: I) -> Handler
+    where
+        I: IntoIterator,
+        I::Item: Into<Function>,
+    {
+        let functions: Vec<Function> = functions.into_iter().map(Into::into).collect();
         let mut by_id = HashMap::new();
         let mut names = claims::FunctionNames::default();
         for (i, f) in functions.iter().enumerate() {
@@ -165,7 +208,20 @@ impl Handler {
             }
         }
         let seen = replay::SeenSignatures::new(replay::MAX_REMEMBERED);
-        Handler { inner: Arc::new(Inner { client: client.clone(), functions, by_id, names, seen }) }
+        Handler { inner: Arc::new(Inner { client: client.clone(), functions, by_id, names, seen }), state: Arc::default() }
+    }
+
+    /// Gives every handler a value it reads with [`crate::Ctx::state`]
+    /// (one value per type; a function's own
+    /// [`crate::FunctionBuilder::with_state`] of the same type wins).
+    pub fn with_state<S: Send + Sync + 'static>(self, state: S) -> Handler {
+        self.with_shared_state(Arc::new(state))
+    }
+
+    /// As [`Handler::with_state`], for a value already in an `Arc`.
+    pub fn with_shared_state<S: Send + Sync + 'static>(mut self, state: Arc<S>) -> Handler {
+        Arc::make_mut(&mut self.state).insert(state);
+        self
     }
 
     /// A router serving this endpoint at [`DEFAULT_PATH`].
@@ -456,7 +512,8 @@ impl Handler {
                 }
             }
         }
-        run_function(&self.inner.client, &self.inner.functions[index], role, request, step_id).await
+        let setup = CallSetup { client: &self.inner.client, app_state: self.state.clone(), failing: HashSet::new() };
+        run_function(&setup, &self.inner.functions[index], role, request, step_id).await
     }
 
     /// `use_api`: loads the run's events and step results from the engine.
@@ -500,10 +557,19 @@ impl CallReply {
     }
 }
 
+/// What a call runs with besides the request: the client, the endpoint's
+/// state and, in tests, the steps whose attempt fails on purpose.
+pub(crate) struct CallSetup<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) app_state: Arc<StateMap>,
+    /// Hashed ids (`testing::TestRun::fail_step_once`).
+    pub(crate) failing: HashSet<String>,
+}
+
 /// Runs one call of a function's handler (`role`) and builds the reply:
 /// the core shared by the endpoint and [`crate::testing`].
 pub(crate) async fn run_function(
-    client: &Client,
+    setup: &CallSetup<'_>,
     function: &Function,
     role: Role,
     request: IncomingCallRequest,
@@ -512,9 +578,15 @@ pub(crate) async fn run_function(
     let Some(handler) = function.handler(role) else {
         return CallReply::error(500, "the function has no handler");
     };
+    if !function.config_errors().is_empty() {
+        let mut r = CallReply::error(400, &function.config_errors().join("; "));
+        r.no_retry = Some(true);
+        return r;
+    }
+    let client = setup.client;
     let max_attempts = request.ctx.max_attempts.filter(|&n| n > 0).unwrap_or_else(|| function.max_attempts(role));
     let attempt = request.ctx.attempt;
-    let exec = Exec::new(request.steps);
+    let exec = Exec::with_failures(request.steps, setup.failing.clone());
     let input = HandlerInput {
         event: request.event,
         events: request.events,
@@ -522,6 +594,7 @@ pub(crate) async fn run_function(
         attempt,
         max_attempts,
         step: Step::new(exec.clone(), client.clone()),
+        state: States { function: function.def.state.clone(), app: setup.app_state.clone() },
     };
     let target = Target::from_step_id(step_id);
     let driven = drive(handler.as_ref(), input, exec, target, request.ctx.disable_immediate_execution).await;

@@ -122,6 +122,14 @@ pub(crate) fn register_body(inner: &Inner, url: &str, deploy_id: Option<&str>) -
 /// Registers the app; returns the status and body to answer the PUT with.
 pub(crate) async fn register(inner: &Inner, url: &str, deploy_id: Option<&str>, server_kind: Option<&str>) -> (u16, Value) {
     let client = &inner.client;
+    let invalid: Vec<&str> = inner.functions.iter().flat_map(|f| f.config_errors()).map(String::as_str).collect();
+    if !invalid.is_empty() {
+        // A function built with a bad option (a time string that is not
+        // one) is not registered half right: the sync fails and says why.
+        let message = format!("not registered: {}", invalid.join("; "));
+        tracing::error!(%message, "sync refused");
+        return (500, json!({"message": message, "modified": false}));
+    }
     let body = register_body(inner, url, deploy_id);
     let mut target = format!("{}/fn/register", client.api_origin());
     if let Some(d) = deploy_id {

@@ -204,7 +204,7 @@ pub fn fixture_functions() -> Vec<Function> {
         .name("Child")
         .trigger_event_name("test/child")
         .handler(|ctx: Ctx| async move { Ok(json!({"child": true, "got": ctx.event.data})) });
-    vec![
+    ingot::functions![
         Function::new("two-steps").name("Two steps").trigger_event_name("test/two-steps").handler(|ctx: Ctx| async move {
             let who = ctx.event.data.get("who").cloned().unwrap_or(Value::Null);
             let a: Value = ctx.step.run("first", || async { Ok(json!({"n": 1, "from": who})) }).await?;
@@ -232,7 +232,7 @@ pub fn fixture_functions() -> Vec<Function> {
         child,
         Function::new("invoker").name("Invoker").trigger_event_name("test/invoker").handler(|ctx: Ctx| async move {
             let child: FunctionRef = FunctionRef::new("child");
-            let res = ctx.step.invoke("call-child", &child, json!({"x": 1}), None).await?;
+            let res = ctx.step.invoke("call-child", &child, json!({"x": 1})).await?;
             Ok(json!({"res": res}))
         }),
         Function::new("sender").name("Sender").trigger_event_name("test/sender").handler(|ctx: Ctx| async move {

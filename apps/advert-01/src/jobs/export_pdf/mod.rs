@@ -28,7 +28,7 @@ pub const ID: &str = "export-pdf";
 
 /// The function.
 pub fn function(deps: Arc<Deps>) -> Function {
-    Function::new(ID).name("Export a PDF").trigger_event::<ExportPdf>().retries(3).handler(move |ctx| export(ctx, deps.clone()))
+    Function::new(ID).name("Export a PDF").trigger_event::<ExportPdf>().retries(3).with_shared_state(deps).handler(export).into()
 }
 
 /// What the render-and-store step memoizes.
@@ -107,7 +107,8 @@ pub fn file_name(requested: Option<&str>, doc: &DocumentRef, unique: &str) -> St
     format!("{}.pdf", if safe.is_empty() { "document" } else { &safe })
 }
 
-async fn export(ctx: Ctx<ExportPdf>, deps: Arc<Deps>) -> Result<PdfReady, Error> {
+async fn export(ctx: Ctx<ExportPdf>) -> Result<PdfReady, Error> {
+    let deps = ctx.state::<Deps>()?;
     let req = &ctx.event.data;
     // Events sent around the app's API are checked here too.
     check_request(req).map_err(Error::non_retriable)?;

@@ -25,10 +25,13 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .name("Generate a campaign strategy")
         .trigger_event::<GenerateStrategy>()
         .retries(3)
-        .handler(move |ctx| generate(ctx, deps.clone()))
+        .with_shared_state(deps)
+        .handler(generate)
+        .into()
 }
 
-async fn generate(ctx: Ctx<GenerateStrategy>, deps: Arc<Deps>) -> Result<StrategyGenerated, Error> {
+async fn generate(ctx: Ctx<GenerateStrategy>) -> Result<StrategyGenerated, Error> {
+    let deps = ctx.state::<Deps>()?;
     let event = &ctx.event.data;
     // The id is drawn inside a step, so every later call of the run sees
     // the same one and a retried save replaces its own rows.

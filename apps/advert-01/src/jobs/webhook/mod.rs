@@ -90,15 +90,18 @@ pub fn function(deps: Arc<Deps>) -> Function {
         .trigger_event::<DeliverWebhook>()
         .retries(RETRIES)
         .concurrency(Concurrency::new(deps.settings.webhook_concurrency).key("event.data.url"))
-        .handler(move |ctx| deliver(ctx, deps.clone()))
+        .with_shared_state(deps)
+        .handler(deliver)
+        .into()
 }
 
-async fn deliver(ctx: Ctx<DeliverWebhook>, deps: Arc<Deps>) -> Result<Delivered, Error> {
+async fn deliver(ctx: Ctx<DeliverWebhook>) -> Result<Delivered, Error> {
+    let deps = ctx.state::<Deps>()?;
     let hook = &ctx.event.data;
     let message_id = hook.message_id.clone().or_else(|| ctx.event.id.clone()).unwrap_or_else(|| ctx.run_id.to_string());
     let run_id = ctx.run_id.to_string();
     let attempt = ctx.attempt + 1;
-    ctx.step.run("deliver", || attempt_delivery(&deps, hook, &message_id, &run_id, attempt)).await
+    ctx.step.run("deliver", || attempt_delivery(deps, hook, &message_id, &run_id, attempt)).await
 }
 
 /// What one POST came to, before it is recorded.
