@@ -3,58 +3,105 @@
 //! Write functions made of steps; an engine that speaks the Inngest wire
 //! protocol (`ingot dev`, Inngest's dev server, or Inngest Cloud) calls them
 //! over HTTP, memoizes each step's result, retries failures, sleeps, waits
-//! for events and fans out.
+//! for events and fans out. The quick start (Cargo.toml, serving, syncing,
+//! logging, HTTPS) is in the crate's `README.md`; `examples/orders.rs` is a
+//! whole app with its tests.
 //!
 //! * [`Client`]: the app id and settings, read from `INNGEST_*` variables
 //!   like the official SDKs; [`Client::send`] sends events.
-//! * [`Event`]: binds a payload type to an event name, so sending or
-//!   handling the wrong payload does not compile.
-//! * [`Function`]: a builder with triggers, retries and flow control, and an
-//!   `async fn(Ctx<E>) -> Result<T, Error>` handler.
+//! * [`Event`] (or the one-line [`event!`]): binds a payload type to an
+//!   event name, so sending or handling the wrong payload does not compile.
+//! * [`Function`]: a builder with triggers, retries, flow control and state
+//!   ([`FunctionBuilder::with_state`]), and an
+//!   `async fn(Ctx<E>) -> Result<T, Error>` handler; the result is a
+//!   [`TypedFunction<E, T>`] whose [`reference`](TypedFunction::reference)
+//!   invokes it with a typed result.
 //! * [`Step`] (`ctx.step`): `run`, `sleep`, `sleep_until`, `wait_for_event`,
 //!   `send_event`, `invoke`; await several at once to run them in parallel.
-//! * [`serve()`]: the axum endpoint (`GET`/`PUT`/`POST /api/inngest`).
-//! * [`testing`]: run a function against mocked step results.
+//!   Periods are [`TimeSpec`]s: a `Duration` or `"1h30m"`.
+//! * [`Error`]: what handlers return; `?` takes std errors, `String`, `&str`
+//!   and `anyhow::Error`; [`bail!`] and [`ensure!`] return early.
+//! * [`serve()`]: the axum endpoint (`GET`/`PUT`/`POST /api/inngest`);
+//!   [`Handler::with_state`] gives every handler a value. Serving does not
+//!   sync: `ingot dev -u <url>` or a `PUT` to the endpoint does.
+//! * [`testing`]: run a function against mocked steps, without an engine.
+//!
+//! ## The same function in TypeScript and in Rust
+//!
+//! ```ts
+//! // TypeScript (inngest v3)
+//! const computeTax = inngest.createFunction(
+//!   { id: "compute-tax" },
+//!   { event: "shop/tax.requested" }, // a trigger is required, even if only invoked
+//!   async ({ event }) => Math.floor(event.data.cents / 5),
+//! );
+//!
+//! const checkout = inngest.createFunction(
+//!   { id: "checkout", retries: 3, concurrency: { limit: 1, key: "event.data.customer" } },
+//!   { event: "shop/order.placed" },
+//!   async ({ event, step }) => {
+//!     const cents = await step.run("price", () => event.data.cents);
+//!     const tax = await step.invoke("tax", { function: computeTax, data: { cents } });
+//!     await step.sleep("cool-off", "2s");
+//!     const paid = await step.waitForEvent("paid", { event: "shop/order.paid", timeout: "1h", match: "data.order_id" });
+//!     return { total: cents + tax, paid: paid !== null };
+//!   },
+//! );
+//! ```
 //!
 //! ```
-//! use ingot::{Ctx, Error, Event, Function};
+//! // Rust: the same two functions.
+//! use ingot::{Concurrency, Ctx, Function, Invoked, WaitOpts};
 //! use serde::{Deserialize, Serialize};
 //! use serde_json::json;
 //!
 //! #[derive(Serialize, Deserialize)]
-//! struct HelloWorld {
-//!     name: String,
-//! }
+//! struct OrderPlaced { order_id: String, customer: String, cents: u64 }
+//! #[derive(Serialize, Deserialize)]
+//! struct OrderPaid { order_id: String }
+//! ingot::event!(OrderPlaced = "shop/order.placed"; OrderPaid = "shop/order.paid");
 //!
-//! impl Event for HelloWorld {
-//!     const NAME: &'static str = "test/hello.world";
-//!     type Data = Self;
-//! }
+//! #[derive(Serialize, Deserialize)]
+//! struct Tax { cents: u64 }
 //!
-//! async fn hello(ctx: Ctx<HelloWorld>) -> Result<serde_json::Value, Error> {
-//!     let greeting = ctx
-//!         .step
-//!         .run("greet", || async { Ok(format!("Hello, {}!", ctx.event.data.name)) })
-//!         .await?;
-//!     ctx.step.sleep("pause", std::time::Duration::from_secs(1)).await?;
-//!     Ok(json!({ "message": greeting }))
-//! }
+//! let compute_tax = Function::new("compute-tax")
+//!     .trigger_invoke::<Tax>() // invoke-only: no made-up trigger event
+//!     .handler(|ctx: Ctx<Invoked<Tax>>| async move { Ok(ctx.event.data.cents / 5) });
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let function = Function::new("hello-world")
-//!     .trigger_event::<HelloWorld>()
-//!     .retries(2)
-//!     .handler(hello);
+//! let tax_fn = compute_tax.reference(); // FunctionRef<Invoked<Tax>, u64>
+//! let checkout = Function::new("checkout")
+//!     .trigger_event::<OrderPlaced>()
+//!     .retries(3)
+//!     .concurrency(Concurrency::new(1).key("event.data.customer"))
+//!     .handler(move |ctx: Ctx<OrderPlaced>| {
+//!         let tax_fn = tax_fn.clone();
+//!         async move {
+//!             let cents: u64 = ctx.step.run("price", || async { Ok(ctx.event.data.cents) }).await?;
+//!             let tax = ctx.step.invoke("tax", &tax_fn, Tax { cents }).await?; // a u64
+//!             ctx.step.sleep("cool-off", "2s").await?;
+//!             let paid = ctx.step.wait_for_event::<OrderPaid>("paid", WaitOpts::new("1h").match_field("data.order_id")).await?;
+//!             Ok(json!({ "total": cents + tax, "paid": paid.is_some() }))
+//!         }
+//!     });
 //!
-//! // Run it as the engine would, with the sleep already over.
-//! let result = ingot::testing::TestRun::new(&function, HelloWorld { name: "Ada".into() })
+//! // Run it as the engine would, with the sleep over, the invoke and the wait mocked.
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let order = OrderPlaced { order_id: "o-1".into(), customer: "ada".into(), cents: 1000 };
+//! let result = ingot::testing::TestRun::new(&checkout, order)
+//!     .mock_invoke("tax", &compute_tax.reference(), 200)
+//!     .mock_event::<OrderPaid>("paid", OrderPaid { order_id: "o-1".into() })
 //!     .run()
 //!     .await;
-//! assert_eq!(result.output.unwrap(), json!({ "message": "Hello, Ada!" }));
-//! assert_eq!(result.steps_run, ["greet"]);
-//! # }
+//! assert_eq!(result.output.unwrap(), json!({ "total": 1200, "paid": true }));
+//! assert_eq!(result.steps_run, ["price"]);
+//! # });
+//! # let _ = ingot::functions![compute_tax, checkout];
 //! ```
+//!
+//! What differs: the payload and output types are checked when compiling
+//! (an invoke awaited as the wrong type, or a handler for another event's
+//! payload, does not compile), and state such as a pool is given with
+//! `with_state` instead of closed over.
 //!
 //! Serving the functions with axum (`INNGEST_DEV=1` for a local engine):
 //!
@@ -65,6 +112,7 @@
 //! let app = ingot::serve(&client, functions); // GET/PUT/POST /api/inngest
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
+//! // Then: `ingot dev -u http://127.0.0.1:3000/api/inngest` syncs it.
 //! # Ok(())
 //! # }
 //! ```
@@ -80,9 +128,9 @@
 //! each in its own call. Code outside steps therefore runs again on every
 //! call: keep side effects inside steps.
 //!
-//! HTTPS origins (Inngest Cloud) need a TLS backend in reqwest: add
-//! `reqwest = { version = "0.12", features = ["rustls-tls"] }` to your app,
-//! or pass your own client with [`ClientBuilder::http_client`].
+//! HTTPS origins (Inngest Cloud) work with the default feature `rustls`
+//! (reqwest with rustls and the system's roots). Without it, pass your own
+//! client with [`ClientBuilder::http_client`].
 
 #![warn(missing_docs)]
 
