@@ -1,31 +1,126 @@
-//! Command-line flags (raw), resolved once into the engine's settings.
+//! Command-line flags (raw), resolved once into the engine's settings. `dev`
+//! and `start` take every flag of `inngest dev` and `inngest start`: the ones
+//! Ingot has a use for work, the others are hidden from `--help` and ignored
+//! with a one-line notice ([`Compat::notices`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ingot_core::backoff::RetryPolicy;
 use ingot_engine::{EngineConfig, Mode};
 
+use crate::client::{CancelArgs, ReplayArgs, RunArgs, RunsArgs, SendArgs};
+
 /// Durable background jobs with the Inngest protocol.
 #[derive(Parser)]
-#[command(name = "ingot", version)]
+#[command(
+    name = "ingot",
+    version,
+    after_help = "Examples:
+  ingot dev -u http://localhost:3000/api/inngest
+  ingot send app/user.created --data '{\"id\": 1}' --wait
+  ingot runs --status Failed
+  ingot run 01JABCDEF0123456789ABCDEFG"
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Flags every command takes (as `inngest` does), before or after its name.
+#[derive(Args)]
+pub struct GlobalArgs {
+    /// Level of Ingot's logs: trace, debug, info, warn or error (RUST_LOG, when set, wins).
+    #[arg(short = 'l', long, global = true, value_parser = ["trace", "debug", "info", "warn", "error"])]
+    pub log_level: Option<String>,
+    /// Debug logs (the same as `--log-level debug`).
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// JSON: log lines of `dev` and `start`, the results of the other commands.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the local dev server (open, on loopback).
-    Dev(ServeArgs),
+    #[command(after_help = DEV_HELP)]
+    Dev(DevArgs),
     /// Run the engine for production (event keys and a signing key required).
-    Start(ServeArgs),
-    /// Send an event to a running engine.
+    #[command(after_help = START_HELP)]
+    Start(StartArgs),
+    /// Send an event to a running engine, and optionally wait for its runs.
     Send(SendArgs),
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show one run: its status, output and timeline of steps and attempts.
+    Run(RunArgs),
+    /// Cancel runs.
+    Cancel(CancelArgs),
+    /// Send a stored event again, as a new event (its runs start anew).
+    Replay(ReplayArgs),
 }
 
+const DEV_HELP: &str = "Also accepted, as `inngest dev` takes them, and ignored with a notice: --tick, \
+--connect-gateway-port, --connect-gateway-grpc-port, --connect-gateway-grpc-ip, --connect-executor-grpc-port, \
+--connect-executor-grpc-ip, --debug-api-port, --system-trace-endpoint, --system-trace-url-path, --postgres-uri and \
+the other --postgres-* flags.
+
+Examples:
+  ingot dev -u http://localhost:3000/api/inngest
+  ingot dev --no-discovery -u http://localhost:3000/api/inngest --log-level debug
+  ingot dev --config inngest.yaml --port 9000";
+
+const START_HELP: &str = "Also accepted, as `inngest start` takes them, and ignored with a notice: --tick, --redis-uri, \
+--connect-gateway-port, --connect-gateway-grpc-port, --connect-gateway-grpc-ip, --connect-executor-grpc-port, \
+--connect-executor-grpc-ip, --postgres-uri and the other --postgres-* flags.
+
+Examples:
+  ingot start --signing-key \"signkey-prod-$(openssl rand -hex 32)\" --event-key \"$(openssl rand -hex 32)\" \\
+    -u https://app.example.com/api/inngest
+  INNGEST_SIGNING_KEY=... INNGEST_EVENT_KEY=... ingot start --sqlite-dir /var/lib/ingot --no-ui";
+
+#[derive(Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Do not scan local ports for apps.
+    #[arg(long, env = "INNGEST_NO_DISCOVERY")]
+    pub no_discovery: bool,
+    /// Keep data between restarts (always on: everything is kept in the database).
+    #[arg(long, env = "INNGEST_PERSIST")]
+    pub persist: bool,
+    #[command(flatten)]
+    pub compat: Compat,
+    #[command(flatten)]
+    pub dev_compat: DevCompat,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Signing key (required): signs calls to apps and authorizes the REST API.
+    #[arg(long, env = "INNGEST_SIGNING_KEY")]
+    pub signing_key: Option<String>,
+    /// Accepted event keys (required; repeatable).
+    #[arg(long = "event-key", env = "INNGEST_EVENT_KEY", value_delimiter = ',')]
+    pub event_key: Vec<String>,
+    /// Accepted as before (`start` never scans for apps).
+    #[arg(long = "no-discovery", env = "INNGEST_NO_DISCOVERY", hide = true)]
+    pub _no_discovery: bool,
+    #[command(flatten)]
+    pub compat: Compat,
+    /// Redis URI (ignored: Ingot keeps its queue and run state in its database).
+    #[arg(long, env = "INNGEST_REDIS_URI", hide = true)]
+    pub redis_uri: Option<String>,
+}
+
+/// The flags `dev` and `start` share.
 #[derive(Args)]
 pub struct ServeArgs {
     /// Port to listen on.
@@ -37,9 +132,6 @@ pub struct ServeArgs {
     /// App URLs to sync (repeatable).
     #[arg(short = 'u', long = "sdk-url", env = "INNGEST_SDK_URL", value_delimiter = ',')]
     pub sdk_url: Vec<String>,
-    /// Do not scan local ports for apps.
-    #[arg(long, env = "INNGEST_NO_DISCOVERY")]
-    pub no_discovery: bool,
     /// Do not re-sync apps periodically.
     #[arg(long, env = "INNGEST_NO_POLL")]
     pub no_poll: bool,
@@ -49,33 +141,151 @@ pub struct ServeArgs {
     /// A fixed retry delay in seconds (0: Inngest's backoff table).
     #[arg(long, env = "INNGEST_RETRY_INTERVAL", default_value_t = 0)]
     pub retry_interval: u64,
-    /// SQLite database file.
+    /// SQLite database file [default: .ingot/ingot.db, or ingot.db in --sqlite-dir].
     #[arg(long, env = "INGOT_DB")]
     pub db: Option<PathBuf>,
-    /// Signing key (required by `start`).
-    #[arg(long, env = "INNGEST_SIGNING_KEY")]
-    pub signing_key: Option<String>,
-    /// Accepted event keys (required by `start`; repeatable).
-    #[arg(long = "event-key", env = "INNGEST_EVENT_KEY", value_delimiter = ',')]
-    pub event_key: Vec<String>,
+    /// Directory of the SQLite database (the file is ingot.db in it; --db wins).
+    #[arg(long, env = "INNGEST_SQLITE_DIR")]
+    pub sqlite_dir: Option<PathBuf>,
     /// Most SDK calls in flight at once.
-    #[arg(long, env = "INGOT_QUEUE_WORKERS", default_value_t = 256)]
+    #[arg(long, env = "INNGEST_QUEUE_WORKERS", default_value_t = 256)]
     pub queue_workers: usize,
     /// Days to keep finished runs and events.
     #[arg(long, env = "INGOT_RETENTION_DAYS", default_value_t = 7)]
     pub retention_days: u64,
+    /// Serve no dashboard and no GraphQL API (the REST and event APIs stay).
+    #[arg(long, env = "INNGEST_NO_UI")]
+    pub no_ui: bool,
+    /// A JSON or YAML file of flags (`port: 9000`, `sdk-url: [...]`); flags and
+    /// environment variables win [default: the first inngest.json, inngest.yaml
+    /// or inngest.yml in this directory or above, then in ~/.config/inngest].
+    #[arg(long, env = "INNGEST_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
+/// Flags of `inngest dev` and `inngest start` that have no meaning in Ingot:
+/// accepted so scripts written for Inngest run, and ignored with a notice.
+#[derive(Args)]
+pub struct Compat {
+    /// Queue poll interval in ms (ignored: workers wake at the next due item).
+    #[arg(long, env = "INNGEST_TICK", hide = true)]
+    pub tick: Option<u64>,
+    #[arg(long, env = "INNGEST_CONNECT_GATEWAY_PORT", hide = true)]
+    pub connect_gateway_port: Option<u16>,
+    #[arg(long, env = "INNGEST_CONNECT_GATEWAY_GRPC_PORT", hide = true)]
+    pub connect_gateway_grpc_port: Option<u16>,
+    #[arg(long, env = "INNGEST_CONNECT_GATEWAY_GRPC_IP", hide = true)]
+    pub connect_gateway_grpc_ip: Option<String>,
+    #[arg(long, env = "INNGEST_CONNECT_EXECUTOR_GRPC_PORT", hide = true)]
+    pub connect_executor_grpc_port: Option<u16>,
+    #[arg(long, env = "INNGEST_CONNECT_EXECUTOR_GRPC_IP", hide = true)]
+    pub connect_executor_grpc_ip: Option<String>,
+    #[arg(long, env = "INNGEST_POSTGRES_URI", hide = true)]
+    pub postgres_uri: Option<String>,
+    #[arg(long, env = "INNGEST_POSTGRES_MAX_IDLE_CONNS", hide = true)]
+    pub postgres_max_idle_conns: Option<u32>,
+    #[arg(long, env = "INNGEST_POSTGRES_MAX_OPEN_CONNS", hide = true)]
+    pub postgres_max_open_conns: Option<u32>,
+    #[arg(long, env = "INNGEST_POSTGRES_CONN_MAX_IDLE_TIME", hide = true)]
+    pub postgres_conn_max_idle_time: Option<u32>,
+    #[arg(long, env = "INNGEST_POSTGRES_CONN_MAX_LIFETIME", hide = true)]
+    pub postgres_conn_max_lifetime: Option<u32>,
+}
+
+/// Hidden flags of `inngest dev` only.
+#[derive(Args)]
+pub struct DevCompat {
+    #[arg(long, env = "INNGEST_DEBUG_API_PORT", hide = true)]
+    pub debug_api_port: Option<u16>,
+    #[arg(long, env = "INNGEST_SYSTEM_TRACE_ENDPOINT", hide = true)]
+    pub system_trace_endpoint: Option<String>,
+    #[arg(long, env = "INNGEST_SYSTEM_TRACE_URL_PATH", hide = true)]
+    pub system_trace_url_path: Option<String>,
+}
+
+const CONNECT: &str = "ignored: Ingot has no Connect gateway (apps are called over HTTP)";
+const POSTGRES: &str = "ignored: this build stores everything in SQLite (see --db)";
+
+impl Compat {
+    /// One line per ignored flag that was given.
+    fn notices(&self) -> Vec<String> {
+        let given: [(&str, bool, &str); 11] = [
+            ("--tick", self.tick.is_some(), "ignored: Ingot's queue is not polled (workers wake at the next due item)"),
+            ("--connect-gateway-port", self.connect_gateway_port.is_some(), CONNECT),
+            ("--connect-gateway-grpc-port", self.connect_gateway_grpc_port.is_some(), CONNECT),
+            ("--connect-gateway-grpc-ip", self.connect_gateway_grpc_ip.is_some(), CONNECT),
+            ("--connect-executor-grpc-port", self.connect_executor_grpc_port.is_some(), CONNECT),
+            ("--connect-executor-grpc-ip", self.connect_executor_grpc_ip.is_some(), CONNECT),
+            ("--postgres-uri", self.postgres_uri.is_some(), POSTGRES),
+            ("--postgres-max-idle-conns", self.postgres_max_idle_conns.is_some(), POSTGRES),
+            ("--postgres-max-open-conns", self.postgres_max_open_conns.is_some(), POSTGRES),
+            ("--postgres-conn-max-idle-time", self.postgres_conn_max_idle_time.is_some(), POSTGRES),
+            ("--postgres-conn-max-lifetime", self.postgres_conn_max_lifetime.is_some(), POSTGRES),
+        ];
+        given.iter().filter(|(_, set, _)| *set).map(|(flag, _, why)| format!("{flag}: {why}")).collect()
+    }
+}
+
+impl DevCompat {
+    fn notices(&self) -> Vec<String> {
+        let given = [
+            ("--debug-api-port", self.debug_api_port.is_some(), "ignored: Ingot has no separate debug API"),
+            ("--system-trace-endpoint", self.system_trace_endpoint.is_some(), "ignored: Ingot does not export its own traces"),
+            ("--system-trace-url-path", self.system_trace_url_path.is_some(), "ignored: Ingot does not export its own traces"),
+        ];
+        given.iter().filter(|(_, set, _)| *set).map(|(flag, _, why)| format!("{flag}: {why}")).collect()
+    }
+}
+
+/// The settings of `dev` or `start`, validated.
 pub struct Resolved {
     pub host: String,
     pub port: u16,
     pub db: PathBuf,
+    pub ui: Ui,
     pub engine: EngineConfig,
+    /// One line per flag that was accepted and ignored.
+    pub notices: Vec<String>,
+}
+
+/// Whether the dashboard and the GraphQL API are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ui {
+    Served,
+    Off,
+}
+
+impl DevArgs {
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let mut notices = self.compat.notices();
+        notices.extend(self.dev_compat.notices());
+        if self.persist {
+            notices.push("--persist: always on: runs and events are kept in the database (--db)".into());
+        }
+        let mut r = self.serve.resolve(Mode::Dev, None, Vec::new(), notices)?;
+        r.engine.discovery = !self.no_discovery;
+        r.engine.validate()?;
+        Ok(r)
+    }
+}
+
+impl StartArgs {
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let mut notices = self.compat.notices();
+        if self.redis_uri.is_some() {
+            notices.push("--redis-uri: ignored: Ingot keeps its queue and run state in its database".into());
+        }
+        let mut r = self.serve.resolve(Mode::Start, self.signing_key, self.event_key, notices)?;
+        r.engine.discovery = false;
+        r.engine.validate()?;
+        Ok(r)
+    }
 }
 
 impl ServeArgs {
-    /// Validates the flags and applies defaults.
-    pub fn resolve(self, mode: Mode) -> anyhow::Result<Resolved> {
+    /// Validates the shared flags and applies defaults (the caller validates
+    /// the whole config once its own flags are in).
+    fn resolve(self, mode: Mode, signing_key: Option<String>, event_keys: Vec<String>, notices: Vec<String>) -> anyhow::Result<Resolved> {
         for u in &self.sdk_url {
             reqwest::Url::parse(u).with_context(|| format!("--sdk-url {u:?} is not a URL"))?;
         }
@@ -84,50 +294,19 @@ impl ServeArgs {
         engine.retry =
             if self.retry_interval == 0 { RetryPolicy::Table } else { RetryPolicy::Fixed(Duration::from_secs(self.retry_interval)) };
         engine.sdk_urls = self.sdk_url;
-        engine.discovery = !self.no_discovery && mode == Mode::Dev;
         engine.poll = !self.no_poll;
         engine.poll_interval = Duration::from_secs(self.poll_interval.max(1));
-        engine.signing_key = self.signing_key;
-        engine.event_keys = self.event_key;
+        engine.signing_key = signing_key;
+        engine.event_keys = event_keys;
         engine.workers = self.queue_workers.max(1);
         engine.public_url = format!("http://{}:{}", self.host, self.port);
         engine.retention = Duration::from_secs(self.retention_days.max(1) * 24 * 3600);
-        engine.validate()?;
-        let db = self.db.unwrap_or_else(|| PathBuf::from(".ingot").join("ingot.db"));
-        Ok(Resolved { host: self.host, port: self.port, db, engine })
+        let db = match (self.db, self.sqlite_dir) {
+            (Some(db), _) => db,
+            (None, Some(dir)) => dir.join("ingot.db"),
+            (None, None) => PathBuf::from(".ingot").join("ingot.db"),
+        };
+        let ui = if self.no_ui { Ui::Off } else { Ui::Served };
+        Ok(Resolved { host: self.host, port: self.port, db, ui, engine, notices })
     }
-}
-
-#[derive(Args)]
-pub struct SendArgs {
-    /// Event name.
-    pub name: String,
-    /// Event data (a JSON object).
-    #[arg(long, default_value = "{}")]
-    pub data: String,
-    /// The engine's URL.
-    #[arg(long, env = "INNGEST_BASE_URL", default_value = "http://127.0.0.1:8288")]
-    pub url: String,
-    /// Event key.
-    #[arg(long, env = "INNGEST_EVENT_KEY", default_value = "dev")]
-    pub key: String,
-}
-
-/// `ingot send NAME --data JSON`.
-pub async fn send(a: SendArgs) -> anyhow::Result<()> {
-    let data: serde_json::Value = serde_json::from_str(&a.data).context("--data must be JSON")?;
-    let url = format!("{}/e/{}", a.url.trim_end_matches('/'), a.key);
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .json(&serde_json::json!({"name": a.name, "data": data}))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await?;
-    if !status.is_success() {
-        bail!("the engine refused the event: HTTP {status}: {body}");
-    }
-    println!("{body}");
-    Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ingot::{Client, Ctx, Error, Event, Function, FunctionRef, WaitOpts};
+use ingot::{Client, Ctx, Error, Event, Function, FunctionRef, InvokeOpts, WaitOpts};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -199,13 +199,13 @@ fn functions(log: Log) -> Vec<Function> {
     let invoker = Function::new("invoker").name("Invoker").trigger_event_name("e2e/invoke").handler(|ctx: Ctx| async move {
         let n = ctx.event.data["n"].as_i64().unwrap_or_default();
         let child: FunctionRef<Child, Value> = FunctionRef::new("child");
-        ctx.step.invoke("call-child", &child, Child { n }, None).await
+        ctx.step.invoke("call-child", &child, Child { n }).await
     });
 
     let invoke_missing =
         Function::new("invoke-missing").name("Invoke missing").trigger_event_name("e2e/invoke-missing").handler(|ctx: Ctx| async move {
             let missing: FunctionRef = FunctionRef::new("does-not-exist");
-            match ctx.step.invoke("call-missing", &missing, json!({}), Some(Duration::from_secs(10))).await {
+            match ctx.step.invoke_with("call-missing", &missing, json!({}), InvokeOpts::new().timeout("10s")).await {
                 Ok(res) => Ok(json!({ "unexpected": res })),
                 Err(Error::Step(e)) => Ok(json!({ "error": e.message })),
                 Err(e) => Err(e),
@@ -254,7 +254,7 @@ fn functions(log: Log) -> Vec<Function> {
             Ok("never")
         });
 
-    vec![
+    ingot::functions![
         hello,
         memo,
         parallel,

@@ -78,7 +78,7 @@ where
 fn functions(log: &Log) -> Vec<Function> {
     let s = Duration::from_secs;
     let ms = Duration::from_millis;
-    vec![
+    ingot::functions![
         // At most one executing step per user.
         Function::new("conc")
             .name("Concurrency")
@@ -182,10 +182,12 @@ fn functions(log: &Log) -> Vec<Function> {
             .trigger_event_name("flow/cancellable-match")
             .cancel_on(CancelOn::event_name("flow/cancel-match").match_field("data.id"))
             .handler(with_log(log, move |ctx, log| sleeper(ctx, log, "cancel-match", s(30)))),
-        Function::new("bulk")
-            .name("Bulk cancel target")
-            .trigger_event_name("flow/bulk")
-            .handler(with_log(log, move |ctx, log| sleeper(ctx, log, "bulk", s(30)))),
+        Function::new("bulk").name("Bulk cancel target").trigger_event_name("flow/bulk").handler(with_log(log, move |ctx, log| sleeper(
+            ctx,
+            log,
+            "bulk",
+            s(30)
+        ))),
         Function::new("cron").name("Cron").trigger_cron("* * * * *").handler(with_log(log, move |ctx, log| async move {
             let event = ctx.event.name.clone();
             let extra = json!({"event": event, "scheduledAt": ctx.event.data["scheduledAt"]});
