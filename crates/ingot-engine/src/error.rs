@@ -48,6 +48,11 @@ impl EngineError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, EngineError::Store(StoreError::Conflict(_)))
     }
+
+    /// Whether the store says the item's lease is no longer this claim's.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, EngineError::Store(StoreError::LeaseLost(_)))
+    }
 }
 
 /// The engine's result type.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use ingot_core::flow::{ConcurrencyBook, ConcurrencyKey};
-use ingot_store::{QueueItem, QueueItemId};
+use ingot_store::{Claimed, QueueItemId};
 
 /// Most items parked at once; past it the dispatcher stops claiming.
 pub const MAX_PARKED: usize = 20_000;
@@ -31,7 +31,7 @@ pub enum Admission {
 }
 
 struct Parked {
-    item: QueueItem,
+    item: Claimed,
     keys: Vec<ConcurrencyKey>,
 }
 
@@ -56,12 +56,12 @@ impl Limiter {
     }
 
     /// Takes the keys now, or parks `item` and returns false.
-    pub fn acquire_or_park(&self, item: &QueueItem, keys: &[ConcurrencyKey]) -> bool {
+    pub fn acquire_or_park(&self, item: &Claimed, keys: &[ConcurrencyKey]) -> bool {
         self.admit(item, keys) == Admission::Acquired
     }
 
     /// Takes the keys now, parks `item`, or (its line is full) defers it.
-    pub fn admit(&self, item: &QueueItem, keys: &[ConcurrencyKey]) -> Admission {
+    pub fn admit(&self, item: &Claimed, keys: &[ConcurrencyKey]) -> Admission {
         let mut inner = self.lock();
         // Earlier parked items on the same keys go first.
         let line = keys.iter().map(|k| inner.by_key.get(&k.key).map_or(0, |m| m.len())).max().unwrap_or(0);
@@ -81,7 +81,7 @@ impl Limiter {
 
     /// Gives back `keys` and returns parked items admitted in their place
     /// (their keys are already taken for them).
-    pub fn release(&self, keys: &[ConcurrencyKey]) -> Vec<(QueueItem, Vec<ConcurrencyKey>)> {
+    pub fn release(&self, keys: &[ConcurrencyKey]) -> Vec<(Claimed, Vec<ConcurrencyKey>)> {
         let mut inner = self.lock();
         inner.book.release(keys);
         let mut admitted = Vec::new();
@@ -125,16 +125,18 @@ impl Limiter {
 mod tests {
     use super::*;
     use ingot_core::{CallTarget, RunId};
-    use ingot_store::Work;
+    use ingot_store::{Lease, QueueItem, Work};
 
-    fn item(at: i64) -> QueueItem {
-        QueueItem {
-            id: QueueItemId(format!("{at:05}")),
+    fn item(at: i64) -> Claimed {
+        let id = QueueItemId(format!("{at:05}"));
+        let item = QueueItem {
+            id: id.clone(),
             run_id: RunId(ulid::Ulid::new()),
             work: Work::Call { target: CallTarget::Discovery, attempt: 0 },
             available_at_ms: at,
             dedupe: None,
-        }
+        };
+        Claimed { item, lease: Lease { item: id, token: 1 } }
     }
 
     #[test]

@@ -44,8 +44,8 @@ impl Store for Refusing {
     async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim> {
         self.inner.claim(now_ms, limit).await
     }
-    async fn release(&self, item: &QueueItemId) {
-        self.inner.release(item).await
+    async fn release(&self, lease: &Lease) -> ingot_store::Result<()> {
+        self.inner.release(lease).await
     }
     fn work_notify(&self) -> Arc<tokio::sync::Notify> {
         self.inner.work_notify()

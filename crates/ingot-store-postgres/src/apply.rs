@@ -29,7 +29,8 @@ fn lost_race(what: &str) -> StoreError {
     StoreError::Conflict(format!("{what} kept changing under concurrent commits"))
 }
 
-pub(crate) async fn apply_all(tx: &mut Tx<'_>, ops: &[WriteOp]) -> Result<CommitOutcome> {
+/// Applies `ops` for the node `node` (whose leases its acks name).
+pub(crate) async fn apply_all(tx: &mut Tx<'_>, ops: &[WriteOp], node: &str) -> Result<CommitOutcome> {
     let mut out = CommitOutcome::default();
     // A stack in reverse order, so a passed guard's ops run next, in order.
     let mut stack: Vec<&WriteOp> = ops.iter().rev().collect();
@@ -157,7 +158,14 @@ pub(crate) async fn apply_all(tx: &mut Tx<'_>, ops: &[WriteOp]) -> Result<Commit
                 "INSERT INTO skips (function, event_id, reason, at_ms) VALUES ($1,$2,$3,$4)",
                 params![skip.function.clone(), skip.event_id.to_string(), skip.reason.clone(), skip.at_ms],
             ),
-            WriteOp::Ack(id) => tx.write("DELETE FROM queue WHERE id = $1", params![id.0.clone()]),
+            // Deletes the item if this lease still holds it; an item already
+            // gone is fine, one another claim holds fails the commit.
+            WriteOp::Ack(lease) => tx.write_held(
+                "WITH gone AS (DELETE FROM queue WHERE id = $1 AND leased_by = $2 RETURNING 1)
+                 SELECT 1 WHERE EXISTS (SELECT 1 FROM gone) OR NOT EXISTS (SELECT 1 FROM queue WHERE id = $1)",
+                params![lease.item.0.clone(), format!("{node}/{}", lease.token)],
+                format!("queue item {} is no longer held under lease {}", lease.item.0, lease.token),
+            ),
             WriteOp::InsertPause(p) => tx.write(
                 "INSERT INTO pauses (id, run_id, step, kind, event_name, if_exp, correlation_id, trigger, expires_at_ms)
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
@@ -207,6 +215,15 @@ pub(crate) async fn apply_all(tx: &mut Tx<'_>, ops: &[WriteOp]) -> Result<Commit
 async fn check(tx: &mut Tx<'_>, guard: &Guard) -> Result<bool> {
     Ok(match guard {
         Guard::ConsumePause(id) => tx.exec("DELETE FROM pauses WHERE id = $1", params![id.clone()]).await? == 1,
+        Guard::ClaimSignal { signal, replace, now_ms } => {
+            tx.exec(
+                "UPDATE pauses SET correlation_id = NULL
+                 WHERE kind = 'signal' AND correlation_id = $1 AND ($2 OR expires_at_ms < $3)",
+                params![signal.clone(), *replace, *now_ms],
+            )
+            .await?;
+            tx.query("SELECT 1 FROM pauses WHERE kind = 'signal' AND correlation_id = $1", params![signal.clone()]).await?.is_empty()
+        }
         Guard::UniqueKey { scope, key, now_ms, expires_at_ms } => {
             tx.exec(
                 "INSERT INTO unique_keys (scope, key, expires_at_ms) VALUES ($1, $2, $3)

@@ -4,15 +4,19 @@
 //! an item is never claimed twice while its holder runs, and the item of a
 //! node that died is claimable by any node once its lease has run out.
 //!
-//! The [`Store`](ingot_store::Store) trait has no lease token yet, so the
-//! node also keeps the ids it holds in memory, as the SQLite store does: a
-//! claim never returns an item this node already holds.
+//! A lease is the row's `leased_by`, `<node>/<claim token>`: an ack or a
+//! release names it, and fails with `LeaseLost` once the row holds another
+//! (the lease ran out and another claim took the item). The node also keeps
+//! the items it holds in memory, as the SQLite store does: a claim never
+//! returns an item this node already holds.
 
 use std::sync::Weak;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use ingot_store::{Claim, QueueItem, QueueItemId, Result, StoreError};
+use std::sync::atomic::Ordering;
+
+use ingot_store::{Claim, Claimed, Lease, QueueItem, Result, StoreError};
 
 use crate::rows::queue_row;
 use crate::sql::{big, col, pg_error};
@@ -42,19 +46,21 @@ const NEXT: &str = "SELECT
          WHERE (lease_until_ms IS NULL OR lease_until_ms <= ingot_now_ms()) AND NOT (id = ANY($1))
          ORDER BY available_at_ms, id LIMIT 1) AS next_free,
         (SELECT MIN(lease_until_ms) - ingot_now_ms() FROM queue
-         WHERE lease_until_ms > ingot_now_ms() AND leased_by <> $2) AS lease_wait";
+         WHERE lease_until_ms > ingot_now_ms() AND NOT starts_with(leased_by, $2)) AS lease_wait";
 
 const RELEASE: &str = "UPDATE queue SET leased_by = NULL, lease_until_ms = NULL WHERE id = ANY($1) AND leased_by = $2";
 
-const RENEW: &str = "UPDATE queue SET lease_until_ms = ingot_now_ms() + $1 WHERE id = ANY($2) AND leased_by = $3";
+const RENEW: &str = "UPDATE queue SET lease_until_ms = ingot_now_ms() + $1 WHERE id = ANY($2) AND leased_by = ANY($3)";
 
 pub(crate) async fn claim(pool: &Pool, local: &Local, now_ms: i64, limit: usize) -> Result<Claim> {
     let client = pool.get().await.map_err(pool_error)?;
-    let held: Vec<String> = local.held().iter().map(|id| id.0.clone()).collect();
+    let held: Vec<String> = local.held().keys().map(|id| id.0.clone()).collect();
     let mut claim = Claim::default();
     if limit > 0 {
+        let token = local.claims.fetch_add(1, Ordering::Relaxed) + 1;
+        let leased_by = local.lease_value(token);
         let st = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
-        let rows = client.query(&st, &[&now_ms, &big(limit), &local.node, &local.lease_ms, &held]).await.map_err(pg_error)?;
+        let rows = client.query(&st, &[&now_ms, &big(limit), &leased_by, &local.lease_ms, &held]).await.map_err(pg_error)?;
         let mut items: Vec<QueueItem> = Vec::with_capacity(rows.len());
         let mut unreadable = None;
         for row in &rows {
@@ -66,18 +72,18 @@ pub(crate) async fn claim(pool: &Pool, local: &Local, now_ms: i64, limit: usize)
         }
         if let Some(e) = unreadable {
             let ids: Vec<String> = items.iter().map(|i| i.id.0.clone()).collect();
-            if let Err(release) = client.execute(RELEASE, &[&ids, &local.node]).await {
+            if let Err(release) = client.execute(RELEASE, &[&ids, &leased_by]).await {
                 tracing::warn!(error = %release, "could not release claimed items after a corrupt one");
             }
             return Err(e);
         }
         items.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
-        local.held().extend(items.iter().map(|i| i.id.clone()));
-        claim.items = items;
+        local.held().extend(items.iter().map(|i| (i.id.clone(), token)));
+        claim.items = items.into_iter().map(|item| Claimed { lease: Lease { item: item.id.clone(), token }, item }).collect();
     }
-    let held: Vec<String> = local.held().iter().map(|id| id.0.clone()).collect();
+    let held: Vec<String> = local.held().keys().map(|id| id.0.clone()).collect();
     let st = client.prepare_cached(NEXT).await.map_err(pg_error)?;
-    let row = client.query_one(&st, &[&held, &local.node]).await.map_err(pg_error)?;
+    let row = client.query_one(&st, &[&held, &local.lease_prefix()]).await.map_err(pg_error)?;
     let next_free: Option<i64> = col(&row, "next_free")?;
     let lease_wait: Option<i64> = col(&row, "lease_wait")?;
     let next_lease = lease_wait.map(|w| now_ms.saturating_add(w.max(0)));
@@ -89,18 +95,35 @@ pub(crate) async fn claim(pool: &Pool, local: &Local, now_ms: i64, limit: usize)
 }
 
 /// Gives an item back: its lease ends now and any node may claim it.
-pub(crate) async fn release(pool: &Pool, local: &Local, item: &QueueItemId) {
-    local.held().remove(item);
+pub(crate) async fn release(pool: &Pool, local: &Local, lease: &Lease) -> Result<()> {
+    {
+        let mut held = local.held();
+        if held.get(&lease.item) != Some(&lease.token) {
+            return Err(lost(lease));
+        }
+        held.remove(&lease.item);
+    }
     let done = async {
         let client = pool.get().await.map_err(pool_error)?;
         let st = client.prepare_cached(RELEASE).await.map_err(pg_error)?;
-        client.execute(&st, &[&vec![item.0.clone()], &local.node]).await.map_err(pg_error)
+        client.execute(&st, &[&vec![lease.item.0.clone()], &local.lease_value(lease.token)]).await.map_err(pg_error)
     };
-    if let Err(e) = done.await {
-        // The lease runs out on its own.
-        tracing::warn!(error = %e, item = %item.0, "could not release a queue item");
-    }
+    let released = match done.await {
+        Ok(1) => Ok(()),
+        // Another claim took the item after this lease ran out.
+        Ok(_) => Err(lost(lease)),
+        Err(e) => {
+            // The lease runs out on its own.
+            tracing::warn!(error = %e, item = %lease.item.0, "could not release a queue item");
+            Ok(())
+        }
+    };
     local.notify.notify_one();
+    released
+}
+
+pub(crate) fn lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost(format!("queue item {} is no longer held under lease {}", lease.item.0, lease.token))
 }
 
 /// Renews the leases this node holds every third of the lease, until the
@@ -115,14 +138,17 @@ pub(crate) async fn renew(pool: Pool, local: Weak<Local>) {
     loop {
         tick.tick().await;
         let Some(local) = local.upgrade() else { return };
-        let held: Vec<String> = local.held().iter().map(|id| id.0.clone()).collect();
+        let (held, leases): (Vec<String>, Vec<u64>) = local.held().iter().map(|(id, token)| (id.0.clone(), *token)).unzip();
         if held.is_empty() {
             continue;
         }
+        let mut values: Vec<String> = leases.into_iter().map(|t| local.lease_value(t)).collect();
+        values.sort();
+        values.dedup();
         let done = async {
             let client = pool.get().await.map_err(pool_error)?;
             let st = client.prepare_cached(RENEW).await.map_err(pg_error)?;
-            client.execute(&st, &[&local.lease_ms, &held, &local.node]).await.map_err(pg_error)
+            client.execute(&st, &[&local.lease_ms, &held, &values]).await.map_err(pg_error)
         };
         if let Err(e) = done.await {
             tracing::warn!(error = %e, held = held.len(), "could not renew leases");

@@ -58,7 +58,8 @@ mod rows;
 mod sql;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -94,13 +95,27 @@ impl Default for PgOptions {
 pub(crate) struct Local {
     node: String,
     lease_ms: i64,
-    held: Mutex<HashSet<QueueItemId>>,
+    /// The items this node holds, by the token of the claim that took them.
+    held: Mutex<HashMap<QueueItemId, u64>>,
+    /// The last claim's token.
+    claims: AtomicU64,
     notify: Arc<Notify>,
 }
 
 impl Local {
-    fn held(&self) -> MutexGuard<'_, HashSet<QueueItemId>> {
+    fn held(&self) -> MutexGuard<'_, HashMap<QueueItemId, u64>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `leased_by` of the items a claim with `token` took: the node and
+    /// the claim, so another claim (on this node or another) never matches.
+    pub(crate) fn lease_value(&self, token: u64) -> String {
+        format!("{}/{token}", self.node)
+    }
+
+    /// The prefix of every `leased_by` this node writes.
+    fn lease_prefix(&self) -> String {
+        format!("{}/", self.node)
     }
 }
 
@@ -140,7 +155,8 @@ impl PgStore {
         let local = Arc::new(Local {
             node: opts.node_id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
             lease_ms,
-            held: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
+            claims: AtomicU64::new(0),
             notify: Arc::new(Notify::new()),
         });
         let (tx, rx) = mpsc::channel(4096);
@@ -150,7 +166,7 @@ impl PgStore {
         Ok(Arc::new(PgStore { pool, tx, local, tasks: vec![listener.abort_handle(), renewer.abort_handle()] }))
     }
 
-    /// This node's id (the `leased_by` of the items it claims).
+    /// This node's id (the start of the `leased_by` of the items it claims).
     pub fn node_id(&self) -> &str {
         &self.local.node
     }
@@ -176,8 +192,8 @@ impl Store for PgStore {
         lease::claim(&self.pool, &self.local, now_ms, limit).await
     }
 
-    async fn release(&self, item: &QueueItemId) {
-        lease::release(&self.pool, &self.local, item).await
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        lease::release(&self.pool, &self.local, lease).await
     }
 
     fn work_notify(&self) -> Arc<Notify> {

@@ -75,6 +75,8 @@ enum Expect {
     Any,
     /// Exactly one row, else the commit fails with this conflict.
     One(String),
+    /// Exactly one row, else the commit fails with `LeaseLost(this)`.
+    Held(String),
 }
 
 enum Pending {
@@ -136,6 +138,13 @@ impl<'c> Tx<'c> {
     /// fails with [`StoreError::Conflict`]`(conflict)`.
     pub(crate) fn write_one(&mut self, sql: &'static str, params: Vec<Param>, conflict: String) {
         self.pending.push(Pending::Exec { sql, params, expect: Expect::One(conflict) });
+    }
+
+    /// Queues a statement that must count exactly one row, else the commit
+    /// fails with [`StoreError::LeaseLost`]`(lost)` (an ack under a lease
+    /// another claim replaced).
+    pub(crate) fn write_held(&mut self, sql: &'static str, params: Vec<Param>, lost: String) {
+        self.pending.push(Pending::Exec { sql, params, expect: Expect::Held(lost) });
     }
 
     /// Sends what is queued and checks it.
@@ -204,10 +213,14 @@ impl<'c> Tx<'c> {
         let mut results = futures::future::join_all(steps).await.into_iter();
         for p in &pending {
             let out = results.next().unwrap_or(Ok(Out::Done)).map_err(pg_error)?;
-            if let (Pending::Exec { expect: Expect::One(conflict), .. }, Out::Count(n)) = (p, &out) {
-                if *n != 1 {
+            match (p, &out) {
+                (Pending::Exec { expect: Expect::One(conflict), .. }, Out::Count(n)) if *n != 1 => {
                     return Err(StoreError::Conflict(conflict.clone()));
                 }
+                (Pending::Exec { expect: Expect::Held(lost), .. }, Out::Count(n)) if *n != 1 => {
+                    return Err(StoreError::LeaseLost(lost.clone()));
+                }
+                _ => {}
             }
         }
         match results.next() {

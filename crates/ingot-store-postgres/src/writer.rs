@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use ingot_store::{Commit, CommitOutcome, QueueItemId, Result, StoreError, WriteOp};
+use ingot_store::{Commit, CommitOutcome, Lease, Result, StoreError, WriteOp};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -69,20 +69,22 @@ pub(crate) async fn writer(config: Config, first: Conn, mut rx: mpsc::Receiver<R
         let Some(c) = conn.as_mut() else { continue };
         let results = commit_group_fast(c, &group, &local.node).await;
         let mut enqueued = false;
-        let mut acked: Vec<QueueItemId> = Vec::new();
+        let mut acked: Vec<Lease> = Vec::new();
         for ((commit, _), r) in group.iter().zip(&results) {
             if r.is_ok() {
                 enqueued |= adds_work(&commit.ops);
                 acked.extend(flatten(&commit.ops).into_iter().filter_map(|op| match op {
-                    WriteOp::Ack(id) => Some(id.clone()),
+                    WriteOp::Ack(lease) => Some(lease.clone()),
                     _ => None,
                 }));
             }
         }
         if !acked.is_empty() {
             let mut held = local.held();
-            for id in &acked {
-                held.remove(id);
+            for lease in &acked {
+                if held.get(&lease.item) == Some(&lease.token) {
+                    held.remove(&lease.item);
+                }
             }
         }
         if enqueued {
@@ -143,7 +145,7 @@ async fn commit_group_fast(conn: &mut Conn, group: &[Request], node: &str) -> Ve
         tx.command("BEGIN");
         let mut failed = None;
         for (commit, _) in group {
-            match apply_all(&mut tx, &commit.ops).await {
+            match apply_all(&mut tx, &commit.ops, node).await {
                 Ok(out) => outs.push(out),
                 Err(e) => {
                     failed = Some(e);
@@ -195,7 +197,7 @@ async fn commit_group(conn: &mut Conn, group: &[Request], node: &str) -> Vec<Res
         }
         let applied = {
             let mut tx = Tx::new(&conn.client, &mut conn.stmts);
-            let out = apply_all(&mut tx, &commit.ops).await;
+            let out = apply_all(&mut tx, &commit.ops, node).await;
             let out = match out {
                 Ok(out) => tx.flush().await.map(|()| out),
                 Err(e) => Err(e),

@@ -48,13 +48,13 @@ async fn two_nodes_never_hold_the_same_item() {
                     if c.items.is_empty() {
                         return got;
                     }
-                    got.extend(c.items.into_iter().map(|i| i.id));
+                    got.extend(c.items.into_iter().map(|i| i.lease));
                 }
             })
         };
         let (ga, gb) = (drain(a.clone()), drain(b.clone()));
         let (ga, gb) = (ga.await.unwrap(), gb.await.unwrap());
-        let (sa, sb): (HashSet<_>, HashSet<_>) = (ga.iter().cloned().collect(), gb.iter().cloned().collect());
+        let (sa, sb): (HashSet<_>, HashSet<_>) = (ga.iter().map(|l| l.item.clone()).collect(), gb.iter().map(|l| l.item.clone()).collect());
         assert_eq!(sa.len(), ga.len(), "a node never gets an item twice");
         assert!(sa.is_disjoint(&sb), "no item is held by both nodes");
         assert_eq!(sa.len() + sb.len(), 300, "every due item is claimed by one node");
@@ -63,10 +63,10 @@ async fn two_nodes_never_hold_the_same_item() {
         assert!(b.claim(1_000, 10).await.unwrap().items.is_empty());
         // A release hands the item to whichever node claims next.
         let first = ga.first().or(gb.first()).unwrap().clone();
-        let (holder, other) = if sa.contains(&first) { (&a, &b) } else { (&b, &a) };
-        holder.release(&first).await;
+        let (holder, other) = if sa.contains(&first.item) { (&a, &b) } else { (&b, &a) };
+        holder.release(&first).await.unwrap();
         let c = other.claim(1_000, 10).await.unwrap();
-        assert_eq!(c.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![first]);
+        assert_eq!(c.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), vec![first.item]);
     })
     .await;
 }
@@ -106,7 +106,32 @@ async fn a_live_node_keeps_its_lease_and_a_dead_nodes_lease_runs_out() {
         };
         assert_eq!(got.id, it.id);
         // An ack (from the new holder) removes it for good.
-        b.commit(Commit { ops: vec![WriteOp::Ack(got.id)] }).await.unwrap();
+        b.commit(Commit { ops: vec![WriteOp::Ack(got.lease)] }).await.unwrap();
+        assert!(b.run_items(rid).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// A node cut off from the database past its lease (simulated by ending the
+/// lease in the row) loses the item to another node: its ack and its release
+/// fail with `LeaseLost` and change nothing; the new holder's ack works.
+#[tokio::test]
+async fn a_lost_leases_ack_fails_and_the_new_holders_works() {
+    common::with_fresh_db(|uri| async move {
+        let (a, b) = (node(&uri, Duration::from_secs(30)).await, node(&uri, Duration::from_secs(30)).await);
+        let rid = RunId(Ulid::new());
+        let it = item(rid, 0);
+        a.commit(Commit { ops: vec![WriteOp::Enqueue(it.clone())] }).await.unwrap();
+        let stale = a.claim(10, 10).await.unwrap().items.remove(0).lease;
+        common::raw(&uri).await.execute("UPDATE queue SET lease_until_ms = 0", &[]).await.unwrap();
+        let taken = b.claim(10, 10).await.unwrap().items.remove(0).lease;
+        assert_eq!(taken.item, it.id);
+        let ack = a.commit(Commit { ops: vec![WriteOp::Ack(stale.clone()), WriteOp::InsertRun(run(rid))] }).await;
+        assert!(matches!(ack, Err(StoreError::LeaseLost(_))), "{ack:?}");
+        assert!(a.run(rid).await.unwrap().is_none(), "the failed commit changed nothing");
+        assert!(matches!(a.release(&stale).await, Err(StoreError::LeaseLost(_))));
+        assert_eq!(b.run_items(rid).await.unwrap().len(), 1, "the item is still B's");
+        b.commit(Commit { ops: vec![WriteOp::Ack(taken)] }).await.unwrap();
         assert!(b.run_items(rid).await.unwrap().is_empty());
     })
     .await;
@@ -188,7 +213,7 @@ async fn nodes_starting_together_migrate_once() {
         let raw = common::raw(&uri).await;
         let versions: Vec<i64> =
             raw.query("SELECT version FROM ingot_migrations ORDER BY version", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-        assert_eq!(versions, vec![1, 2, 3, 4]);
+        assert_eq!(versions, (1..=common::migration_count() as i64).collect::<Vec<_>>(), "each migration applied once");
     })
     .await;
 }

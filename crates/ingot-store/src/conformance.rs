@@ -37,6 +37,7 @@ pub async fn run_all(store: &dyn Store) {
     steps_are_memoized_once_in_order(store).await;
     revision_guard_conflicts(store).await;
     pauses_are_consumed_once(store).await;
+    signal_waits_hold_their_signal_once(store).await;
     unique_keys_expire(store).await;
     sync_archives_missing_functions(store).await;
     throttle_delays_and_rate_limit_skips(store).await;
@@ -417,14 +418,21 @@ async fn claims_respect_time_and_leases(store: &dyn Store) {
     assert!(c.next_at_ms.is_some());
     let again = store.claim(200, 10).await.unwrap();
     assert!(!again.items.iter().any(|i| i.id == due.id), "a held item is not claimed twice");
-    store.release(&due.id).await;
+    let first = c.items.iter().find(|i| i.id == due.id).unwrap().lease.clone();
+    store.release(&first).await.unwrap();
+    assert!(matches!(store.release(&first).await, Err(StoreError::LeaseLost(_))), "a lease ends once");
     let after_release = store.claim(200, 10).await.unwrap();
-    assert!(after_release.items.iter().any(|i| i.id == due.id), "a released item is claimable");
-    store.commit(Commit { ops: vec![WriteOp::Ack(due.id.clone())] }).await.unwrap();
+    let second = after_release.items.iter().find(|i| i.id == due.id).expect("a released item is claimable").lease.clone();
+    assert_ne!(first, second, "each claim is its own lease");
+    let stale = store.commit(Commit { ops: vec![WriteOp::Ack(first.clone())] }).await;
+    assert!(matches!(stale, Err(StoreError::LeaseLost(_))), "an ack under a lost lease fails: {stale:?}");
+    assert_eq!(store.run_items(rid).await.unwrap().len(), 2, "and changes nothing");
+    store.commit(Commit { ops: vec![WriteOp::Ack(second.clone())] }).await.unwrap();
     let after_ack = store.claim(200, 10).await.unwrap();
     assert!(!after_ack.items.iter().any(|i| i.id == due.id), "an acked item is gone");
-    for i in after_ack.items {
-        store.release(&i.id).await;
+    store.commit(Commit { ops: vec![WriteOp::Ack(second)] }).await.expect("acking an item already gone is fine");
+    for i in after_ack.items.iter().chain(again.items.iter()).chain(c.items.iter().filter(|i| i.id != due.id)) {
+        let _ = store.release(&i.lease).await;
     }
     store.commit(Commit { ops: vec![WriteOp::ClearRunWork(rid)] }).await.unwrap();
     assert!(store.run_items(rid).await.unwrap().is_empty());
@@ -490,6 +498,62 @@ async fn pauses_are_consumed_once(store: &dyn Store) {
     assert_eq!(second.guards_passed, vec![false]);
     assert_eq!(store.run_items(rid).await.unwrap().len(), 1);
     store.commit(Commit { ops: vec![WriteOp::ClearRunWork(rid)] }).await.unwrap();
+}
+
+/// A signal key is held by one pause: a second claim fails, a claim with
+/// `replace` (or after the holder expired) passes and leaves the old pause
+/// waiting without the key, and a consumed pause frees the key.
+async fn signal_waits_hold_their_signal_once(store: &dyn Store) {
+    let key = format!("sig:conf-{}", Ulid::new());
+    let signal_pause = |rid: RunId, expires_at_ms: i64| Pause {
+        id: Ulid::new().to_string(),
+        run_id: rid,
+        step: "s".into(),
+        kind: PauseKind::Signal,
+        event_name: None,
+        if_exp: None,
+        correlation_id: Some(key.clone()),
+        trigger: serde_json::Value::Null,
+        expires_at_ms,
+    };
+    let claim = |pause: &Pause, replace: bool, now_ms: i64| Commit {
+        ops: vec![WriteOp::Guarded {
+            guard: Guard::ClaimSignal { signal: key.clone(), replace, now_ms },
+            then: vec![WriteOp::InsertPause(pause.clone())],
+            otherwise: vec![WriteOp::Enqueue(item(pause.run_id, 5))],
+        }],
+    };
+    let (a, b, c) = (RunId(Ulid::new()), RunId(Ulid::new()), RunId(Ulid::new()));
+    let first = signal_pause(a, 1_000);
+    assert_eq!(store.commit(claim(&first, false, 0)).await.unwrap().guards_passed, vec![true]);
+    assert_eq!(store.pause_by_correlation(&key).await.unwrap(), Some(first.clone()));
+    // A second wait that fails on conflict: its otherwise branch runs instead.
+    let second = signal_pause(b, 1_000);
+    assert_eq!(store.commit(claim(&second, false, 10)).await.unwrap().guards_passed, vec![false]);
+    assert!(store.pauses_for_run(b).await.unwrap().is_empty());
+    assert_eq!(store.run_items(b).await.unwrap().len(), 1);
+    assert_eq!(store.pause_by_correlation(&key).await.unwrap().map(|p| p.run_id), Some(a));
+    // Replace: the new wait holds the key; the old one still waits, keyless.
+    assert_eq!(store.commit(claim(&second, true, 10)).await.unwrap().guards_passed, vec![true]);
+    assert_eq!(store.pause_by_correlation(&key).await.unwrap().map(|p| p.run_id), Some(b));
+    let old = store.pauses_for_run(a).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].correlation_id, None);
+    // A holder past its expiry does not block a new wait.
+    let third = signal_pause(c, 5_000);
+    assert_eq!(store.commit(claim(&third, false, 999)).await.unwrap().guards_passed, vec![false]);
+    assert_eq!(store.commit(claim(&third, false, 1_001)).await.unwrap().guards_passed, vec![true]);
+    assert_eq!(store.pause_by_correlation(&key).await.unwrap().map(|p| p.run_id), Some(c));
+    // Consumed (the signal arrived): the key is free again.
+    let consume = WriteOp::Guarded { guard: Guard::ConsumePause(third.id.clone()), then: vec![], otherwise: vec![] };
+    assert_eq!(store.commit(Commit { ops: vec![consume] }).await.unwrap().guards_passed, vec![true]);
+    assert_eq!(store.pause_by_correlation(&key).await.unwrap(), None);
+    let again = signal_pause(a, 9_000);
+    assert_eq!(store.commit(claim(&again, false, 2_000)).await.unwrap().guards_passed, vec![true]);
+    for rid in [a, b, c] {
+        store.commit(Commit { ops: vec![WriteOp::ClearRunWork(rid)] }).await.unwrap();
+    }
+    assert_eq!(store.pause_by_correlation(&key).await.unwrap(), None);
 }
 
 async fn unique_keys_expire(store: &dyn Store) {

@@ -8,6 +8,7 @@
 //! inside the commit, so backends need no locks held across calls.
 
 pub mod conformance;
+mod leases;
 mod lock;
 pub mod mem;
 pub mod records;
@@ -31,6 +32,11 @@ pub enum StoreError {
     /// The backend could not be reached or is shutting down.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The item's lease is no longer this claim's: it was released, or it
+    /// ran out and another claim (on another node) holds the item now. A
+    /// commit acking it fails whole; the caller drops its result.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     /// Stored data could not be read back.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -46,11 +52,36 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// What a claim returned: due items, and when the next one falls due.
+/// What a claim returned: due items under their leases, and when the next
+/// one falls due.
 #[derive(Debug, Default)]
 pub struct Claim {
-    pub items: Vec<QueueItem>,
+    pub items: Vec<Claimed>,
     pub next_at_ms: Option<i64>,
+}
+
+/// One claim's hold on a queue item. Acking ([`WriteOp::Ack`]) or
+/// releasing the item names its lease, and fails with
+/// [`StoreError::LeaseLost`] once the lease is no longer this claim's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub item: QueueItemId,
+    /// Unique per claim (within a store; with the node id across nodes).
+    pub token: u64,
+}
+
+/// A claimed item and its lease (it reads as the item).
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub item: QueueItem,
+    pub lease: Lease,
+}
+
+impl std::ops::Deref for Claimed {
+    type Target = QueueItem;
+    fn deref(&self) -> &QueueItem {
+        &self.item
+    }
 }
 
 /// The storage seam. Implemented by [`MemStore`] and [`SqliteStore`];
@@ -61,11 +92,15 @@ pub trait Store: Send + Sync + 'static {
     /// commit with [`StoreError::Conflict`]; other guards skip their ops.
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome>;
 
-    /// Claims up to `limit` items due at `now_ms` that nobody holds, under a
-    /// lease until they are acked (by a commit) or released.
+    /// Claims up to `limit` items due at `now_ms` that nobody holds, each
+    /// under a lease until it is acked (by a commit) or released. The memory
+    /// and SQLite stores hold leases in the process (one engine per store);
+    /// the PostgreSQL store in the rows, renewed while the node lives, so a
+    /// dead node's items become claimable by the others when the lease ends.
     async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim>;
-    /// Gives a claimed item back without acking it.
-    async fn release(&self, item: &QueueItemId);
+    /// Gives a claimed item back without acking it; [`StoreError::LeaseLost`]
+    /// if the lease was no longer this claim's (nothing changes then).
+    async fn release(&self, lease: &Lease) -> Result<()>;
     /// Resolves when a commit enqueued new work.
     fn work_notify(&self) -> std::sync::Arc<tokio::sync::Notify>;
 

@@ -9,7 +9,7 @@ use ingot_core::{EventId, RunId};
 use tokio::sync::Notify;
 
 use crate::records::*;
-use crate::{Claim, Result, Store, StoreError};
+use crate::{Claim, Claimed, Lease, Result, Store, StoreError};
 
 #[derive(Default)]
 struct Inner {
@@ -22,7 +22,7 @@ struct Inner {
     history: HashMap<RunId, Vec<HistoryRecord>>,
     queue: BTreeMap<QueueItemId, QueueItem>,
     dedupe: HashMap<String, QueueItemId>,
-    inflight: HashSet<QueueItemId>,
+    inflight: crate::leases::LocalLeases,
     pauses: BTreeMap<String, Pause>,
     keys: HashMap<(String, String), i64>,
     limiters: HashMap<String, i64>,
@@ -127,13 +127,13 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
             *enqueued = true;
             inner.queue.insert(item.id.clone(), item);
         }
-        WriteOp::Ack(id) => {
-            if let Some(item) = inner.queue.remove(&id) {
+        WriteOp::Ack(lease) => {
+            if let Some(item) = inner.queue.remove(&lease.item) {
                 if let Some(k) = item.dedupe {
                     inner.dedupe.remove(&k);
                 }
             }
-            inner.inflight.remove(&id);
+            inner.inflight.end(&lease);
         }
         WriteOp::InsertPause(p) => {
             inner.pauses.insert(p.id.clone(), p);
@@ -251,6 +251,20 @@ fn apply(inner: &mut Inner, op: WriteOp, out: &mut CommitOutcome, enqueued: &mut
         WriteOp::Guarded { guard, then, otherwise } => {
             let passed = match guard {
                 Guard::ConsumePause(id) => inner.pauses.remove(&id).is_some(),
+                Guard::ClaimSignal { signal, replace, now_ms } => {
+                    let holder = inner
+                        .pauses
+                        .values_mut()
+                        .find(|p| p.kind == PauseKind::Signal && p.correlation_id.as_deref() == Some(signal.as_str()));
+                    match holder {
+                        None => true,
+                        Some(p) if replace || p.expires_at_ms < now_ms => {
+                            p.correlation_id = None;
+                            true
+                        }
+                        Some(_) => false,
+                    }
+                }
                 Guard::UniqueKey { scope, key, now_ms, expires_at_ms } => {
                     let k = (scope, key);
                     match inner.keys.get(&k) {
@@ -386,6 +400,8 @@ impl Store for MemStore {
         {
             let mut inner = self.lock();
             check_revs(&inner, &commit.ops)?;
+            let queue = &inner.queue;
+            inner.inflight.check_acks(&commit.ops, |id| Ok(queue.contains_key(id)))?;
             for op in commit.ops {
                 apply(&mut inner, op, &mut out, &mut enqueued);
             }
@@ -398,26 +414,26 @@ impl Store for MemStore {
 
     async fn claim(&self, now_ms: i64, limit: usize) -> Result<Claim> {
         let mut inner = self.lock();
-        let mut due: Vec<&QueueItem> = inner.queue.values().filter(|q| !inner.inflight.contains(&q.id)).collect();
+        let mut due: Vec<&QueueItem> = inner.queue.values().filter(|q| !inner.inflight.holds(&q.id)).collect();
         due.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
-        let mut claim = Claim::default();
+        let mut taken = Vec::new();
+        let mut next_at_ms = None;
         for q in due {
-            if q.available_at_ms <= now_ms && claim.items.len() < limit {
-                claim.items.push(q.clone());
+            if q.available_at_ms <= now_ms && taken.len() < limit {
+                taken.push(q.clone());
             } else {
-                claim.next_at_ms = Some(q.available_at_ms.max(now_ms));
+                next_at_ms = Some(q.available_at_ms.max(now_ms));
                 break;
             }
         }
-        for q in &claim.items {
-            inner.inflight.insert(q.id.clone());
-        }
-        Ok(claim)
+        let items = taken.into_iter().map(|item| Claimed { lease: inner.inflight.take(&item.id), item }).collect();
+        Ok(Claim { items, next_at_ms })
     }
 
-    async fn release(&self, item: &QueueItemId) {
-        self.lock().inflight.remove(item);
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        let released = self.lock().inflight.release(lease);
         self.notify.notify_one();
+        released
     }
 
     fn work_notify(&self) -> Arc<Notify> {

@@ -146,6 +146,10 @@ pub enum PauseKind {
     Invoke,
     /// `cancelOn`: a matching event cancels the run.
     Cancel,
+    /// `step.waitForSignal`: `POST /v1/signals` resumes it. Its
+    /// `correlation_id` is the signal's key (`ingot_core::keys::signal`),
+    /// held by at most one signal pause ([`Guard::ClaimSignal`]).
+    Signal,
 }
 
 impl PauseKind {
@@ -154,6 +158,7 @@ impl PauseKind {
             PauseKind::WaitForEvent => "wait",
             PauseKind::Invoke => "invoke",
             PauseKind::Cancel => "cancel",
+            PauseKind::Signal => "signal",
         }
     }
     pub fn parse(s: &str) -> Option<PauseKind> {
@@ -161,6 +166,7 @@ impl PauseKind {
             "wait" => Some(PauseKind::WaitForEvent),
             "invoke" => Some(PauseKind::Invoke),
             "cancel" => Some(PauseKind::Cancel),
+            "signal" => Some(PauseKind::Signal),
             _ => None,
         }
     }
@@ -186,6 +192,11 @@ pub struct Pause {
 pub enum Guard {
     /// Passes once: deletes the pause if it is still there.
     ConsumePause(String),
+    /// Passes if no signal pause holds the key `signal` (a pause's
+    /// `correlation_id`), or if the one holding it expired before `now_ms`,
+    /// or if `replace`; a pause passed over keeps waiting until its timeout
+    /// but no longer holds the key. Then a new signal pause may hold it.
+    ClaimSignal { signal: String, replace: bool, now_ms: i64 },
     /// Passes if `(scope, key)` is unused or expired, and claims it until `expires_at_ms`.
     UniqueKey { scope: String, key: String, now_ms: i64, expires_at_ms: i64 },
     /// Rate limit: passes if a GCRA slot (`limit` per `period_ms`) is free now, and takes it.
@@ -221,8 +232,10 @@ pub enum WriteOp {
     /// Memoizes a step; a step already memoized is kept as it was.
     SaveStep(StepRecord),
     Enqueue(QueueItem),
-    /// Deletes a claimed item and ends its lease.
-    Ack(QueueItemId),
+    /// Deletes a claimed item and ends its lease. The commit fails with
+    /// [`crate::StoreError::LeaseLost`] if the item is still queued under
+    /// another lease (or none); an item already gone is fine.
+    Ack(crate::Lease),
     InsertPause(Pause),
     /// Deletes every queued item and pause of a run (it ended).
     ClearRunWork(RunId),
@@ -473,6 +486,7 @@ pub fn state_to_json(s: &RunState) -> Value {
         "done": s.done,
         "planned": s.planned,
         "pending": s.pending,
+        "race": s.race,
         "concurrency": s.concurrency.iter().map(|k| json!({"key": k.key, "limit": k.limit})).collect::<Vec<_>>(),
         "state_bytes": s.state_bytes,
     })
@@ -495,6 +509,7 @@ pub fn state_from_json(run_id: RunId, status: RunStatus, v: &Value) -> Result<Ru
         done: set("done"),
         planned: set("planned"),
         pending: set("pending"),
+        race: set("race"),
         concurrency: v
             .get("concurrency")
             .and_then(Value::as_array)

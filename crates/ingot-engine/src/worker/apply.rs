@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ingot_core::{decide_with, Decision, Input, Policy, RunId};
-use ingot_store::{Guard, QueueItem, RunRecord, WriteOp};
+use ingot_store::{Claimed, Guard, RunRecord, WriteOp};
 use rand::Rng;
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ const MAX_WRITE_FAILURES: usize = 3;
 pub(super) struct Pending {
     pub input: Input,
     /// The queue item acked in the same commit.
-    pub item: Option<QueueItem>,
+    pub item: Option<Claimed>,
     /// A pause that must still be waiting for the decision to commit.
     pub guard: Option<String>,
     /// Writes that go with the decision (the call's history line).
@@ -51,7 +51,7 @@ impl Worker {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut ops = Vec::new();
             if let Some(it) = &item {
-                ops.push(WriteOp::Ack(it.id.clone()));
+                ops.push(WriteOp::Ack(it.lease.clone()));
             }
             let (run, events) = match loaded.take() {
                 Some(l) => l,
@@ -93,6 +93,8 @@ impl Worker {
                     return Ok(());
                 }
                 Err(e) if e.is_conflict() => continue,
+                // Another claim holds the item now: the decision is theirs to make.
+                Err(e) if e.is_lease_lost() => return Err(e),
                 Err(e) => e,
             };
             failures += 1;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ingot_core::flow::ConcurrencyKey;
 use ingot_core::lifecycle;
 use ingot_core::{Input, Reply, RunId};
-use ingot_store::{HistoryRecord, PauseKind, QueueItem, Work, WriteOp};
+use ingot_store::{Claimed, HistoryRecord, PauseKind, QueueItem, Work, WriteOp};
 use serde_json::{json, Value};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -101,24 +101,35 @@ impl Worker {
         }
     }
 
-    fn spawn_item(self: Arc<Self>, item: QueueItem, permit: OwnedSemaphorePermit, held: Option<Vec<ConcurrencyKey>>) {
+    fn spawn_item(self: Arc<Self>, item: Claimed, permit: OwnedSemaphorePermit, held: Option<Vec<ConcurrencyKey>>) {
         tokio::spawn(async move {
-            let id = item.id.clone();
+            let lease = item.lease.clone();
             let store = self.shared.store.clone();
             let span = tracing::debug_span!("run", run_id = %item.run_id, function = tracing::field::Empty, work = work_kind(&item.work));
             let result = tokio::spawn(tracing::Instrument::instrument(self.process(item, held), span)).await;
-            match result {
-                Ok(Ok(Outcome::Done)) | Ok(Ok(Outcome::Parked)) => {}
-                Ok(Ok(Outcome::Release)) => store.release(&id).await,
+            let id = &lease.item.0;
+            let give_back = match result {
+                Ok(Ok(Outcome::Done)) | Ok(Ok(Outcome::Parked)) => false,
+                Ok(Ok(Outcome::Release)) => true,
+                Ok(Err(e)) if e.is_lease_lost() => {
+                    // Another claim holds the item now (this node's lease ran out): its result is theirs.
+                    tracing::warn!(error = %e, item = %id, "lease lost; the item's result was dropped");
+                    false
+                }
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, item = %id.0, "work item failed; it will be retried");
+                    tracing::warn!(error = %e, item = %id, "work item failed; it will be retried");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    store.release(&id).await;
+                    true
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, item = %id.0, "work item panicked; it will be retried");
+                    tracing::error!(error = %e, item = %id, "work item panicked; it will be retried");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    store.release(&id).await;
+                    true
+                }
+            };
+            if give_back {
+                if let Err(e) = store.release(&lease).await {
+                    tracing::debug!(error = %e, item = %id, "the item was not released");
                 }
             }
             drop(permit);
@@ -126,25 +137,25 @@ impl Worker {
         });
     }
 
-    async fn ack(&self, item: &QueueItem) -> Result<Outcome> {
-        self.shared.commit(vec![WriteOp::Ack(item.id.clone())]).await?;
+    async fn ack(&self, item: &Claimed) -> Result<Outcome> {
+        self.shared.commit(vec![WriteOp::Ack(item.lease.clone())]).await?;
         Ok(Outcome::Done)
     }
 
     /// Puts a call whose concurrency line is full back in the queue, later the
     /// longer the line (10 ms per waiting call, 1 s to 60 s), so other work is
     /// claimed meanwhile.
-    async fn defer(&self, item: &QueueItem, waiting: usize) -> Result<Outcome> {
+    async fn defer(&self, item: &Claimed, waiting: usize) -> Result<Outcome> {
         let delay = (waiting as i64).saturating_mul(10).clamp(1_000, 60_000);
         let now = self.shared.clock.now_ms();
         let later = QueueItem { dedupe: item.dedupe.clone(), ..QueueItem::new(item.run_id, item.work.clone(), now + delay) };
-        self.shared.commit(vec![WriteOp::Ack(item.id.clone()), WriteOp::Enqueue(later)]).await?;
+        self.shared.commit(vec![WriteOp::Ack(item.lease.clone()), WriteOp::Enqueue(later)]).await?;
         Ok(Outcome::Done)
     }
 
     /// Loads what the item needs, makes the SDK call if it is one, and hands
     /// the outcome to [`Worker::decide_for`].
-    async fn process(self: Arc<Self>, item: QueueItem, held: Option<Vec<ConcurrencyKey>>) -> Result<Outcome> {
+    async fn process(self: Arc<Self>, item: Claimed, held: Option<Vec<ConcurrencyKey>>) -> Result<Outcome> {
         match item.work.clone() {
             Work::Debounce { function, key } => return self.fire_debounce(&item, &function, &key).await,
             Work::Batch { function, .. } => return self.fire_batch(&item, &function).await,
@@ -202,17 +213,22 @@ impl Worker {
                         .await;
                         tracing::debug!(step_id = target.step_id(), attempt, status = ?outcome.status, reply = reply_kind(&outcome.reply), "called the SDK");
                         extra.push(call_history(run.id(), now, target.step_id(), attempt, &outcome));
-                        Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta }
+                        // step.fetch / step.ai.infer ops: the engine makes their requests.
+                        let (gateway, history) = shared.gateway.perform(&run.state, &outcome.reply, shared.clock.now_ms()).await;
+                        extra.extend(history);
+                        Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta, gateway }
                     }
                 }
             }
             Work::Sleep { step } => Input::SleepDone { step },
             Work::Resume { step, kind: PauseKind::Invoke, value, .. } => Input::InvokeResolved { step, result: value },
+            Work::Resume { step, kind: PauseKind::Signal, value, .. } => Input::SignalResolved { step, result: Some(value) },
             Work::Resume { step, value, .. } => Input::WaitResolved { step, event: value.ok() },
             Work::Timeout { step, pause, kind } => {
                 guard = Some(pause);
                 match kind {
                     PauseKind::Invoke => Input::InvokeResolved { step, result: Err(lifecycle::invoke_timed_out()) },
+                    PauseKind::Signal => Input::SignalResolved { step, result: None },
                     _ => Input::WaitResolved { step, event: None },
                 }
             }

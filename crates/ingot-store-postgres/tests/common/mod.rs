@@ -62,3 +62,12 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// How many migrations the crate ships (files in `migrations/postgres`).
+#[allow(dead_code)]
+pub fn migration_count() -> usize {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+    std::fs::read_dir(dir)
+        .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))).count())
+        .unwrap_or(0)
+}

@@ -28,7 +28,6 @@ mod sql;
 mod tests;
 mod writer;
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -36,8 +35,9 @@ use async_trait::async_trait;
 use ingot_core::{EventId, RunId};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
+use crate::leases::LocalLeases;
 use crate::records::*;
-use crate::{Claim, Result, Store, StoreError};
+use crate::{Claim, Lease, Result, Store, StoreError};
 use reads::{Readers, READERS};
 use writer::{open_writer, writer, Request};
 
@@ -46,7 +46,7 @@ use writer::{open_writer, writer, Request};
 pub struct SqliteStore {
     readers: Arc<Readers>,
     tx: mpsc::Sender<Request>,
-    inflight: Arc<Mutex<HashSet<QueueItemId>>>,
+    inflight: Arc<Mutex<LocalLeases>>,
     notify: Arc<Notify>,
     _lock: crate::lock::DbLock,
 }
@@ -65,7 +65,7 @@ impl SqliteStore {
         // Before anything touches the file, so two engines never race the migrations either.
         let lock = crate::lock::acquire(path)?;
         let (tx, rx) = mpsc::channel(4096);
-        let inflight = Arc::new(Mutex::new(HashSet::new()));
+        let inflight = Arc::new(Mutex::new(LocalLeases::default()));
         let notify = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = oneshot::channel();
         let (owned, set, wake) = (path.to_path_buf(), inflight.clone(), notify.clone());
@@ -106,9 +106,10 @@ impl Store for SqliteStore {
         self.request(|tx| Request::Claim(now_ms, limit, tx)).await
     }
 
-    async fn release(&self, item: &QueueItemId) {
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(item);
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        let released = self.inflight.lock().unwrap_or_else(|e| e.into_inner()).release(lease);
         self.notify.notify_one();
+        released
     }
 
     fn work_notify(&self) -> Arc<Notify> {

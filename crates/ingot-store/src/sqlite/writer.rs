@@ -2,7 +2,6 @@
 //! commits waiting in its channel into one transaction, and serves claims
 //! (which are leases held in memory) in the same order as the commits.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -13,8 +12,9 @@ use super::apply::apply_all;
 use super::migrate::migrate;
 use super::rows::queue_row;
 use super::sql::{query_all, unavailable, BUSY_TIMEOUT, STATEMENT_CACHE};
+use crate::leases::LocalLeases;
 use crate::records::*;
-use crate::{Claim, Result, StoreError};
+use crate::{Claim, Claimed, Result, StoreError};
 
 /// Most commits grouped into one transaction.
 const MAX_GROUP: usize = 512;
@@ -40,7 +40,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Request>, inflight: &Mutex<HashSet<QueueItemId>>, notify: &Notify) {
+pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Request>, inflight: &Mutex<LocalLeases>, notify: &Notify) {
     while let Some(first) = rx.blocking_recv() {
         let mut commits = Vec::new();
         let mut claims = Vec::new();
@@ -54,6 +54,22 @@ pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Request>, inflight
                 next = rx.try_recv().ok();
             }
         }
+        // A commit acking a lease that is no longer its own fails alone, before the group.
+        let mut lost = Vec::new();
+        {
+            let leases = inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut kept = Vec::with_capacity(commits.len());
+            for (commit, reply) in commits {
+                match leases.check_acks(&commit.ops, |id| queued(&conn, id)) {
+                    Ok(()) => kept.push((commit, reply)),
+                    Err(e) => lost.push((reply, e)),
+                }
+            }
+            commits = kept;
+        }
+        for (reply, e) in lost {
+            let _ = reply.send(Err(e));
+        }
         if !commits.is_empty() {
             let results = commit_group_fast(&conn, &commits);
             let mut enqueued = false;
@@ -66,7 +82,7 @@ pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Request>, inflight
                             WriteOp::Enqueue(_) | WriteOp::Throttled { .. } | WriteOp::Debounce { .. } | WriteOp::AppendBatch { .. } => {
                                 enqueued = true
                             }
-                            WriteOp::Ack(id) => acked.push(id.clone()),
+                            WriteOp::Ack(lease) => acked.push(lease.clone()),
                             _ => {}
                         }
                     }
@@ -74,8 +90,8 @@ pub(super) fn writer(conn: Connection, mut rx: mpsc::Receiver<Request>, inflight
             }
             {
                 let mut set = inflight.lock().unwrap_or_else(|e| e.into_inner());
-                for id in acked {
-                    set.remove(&id);
+                for lease in acked {
+                    set.end(&lease);
                 }
             }
             if enqueued {
@@ -179,7 +195,13 @@ fn commit_group(conn: &Connection, commits: &[Pending]) -> Vec<Result<CommitOutc
     }
     results
 }
-fn claim(conn: &Connection, inflight: &Mutex<HashSet<QueueItemId>>, now_ms: i64, limit: usize) -> Result<Claim> {
+/// Whether the item is still in the queue.
+fn queued(conn: &Connection, id: &QueueItemId) -> Result<bool> {
+    let mut st = conn.prepare_cached("SELECT 1 FROM queue WHERE id = ?").map_err(unavailable)?;
+    st.exists(params![id.0]).map_err(unavailable)
+}
+
+fn claim(conn: &Connection, inflight: &Mutex<LocalLeases>, now_ms: i64, limit: usize) -> Result<Claim> {
     let held = inflight.lock().unwrap_or_else(|e| e.into_inner()).len();
     let items = query_all(
         conn,
@@ -190,12 +212,12 @@ fn claim(conn: &Connection, inflight: &Mutex<HashSet<QueueItemId>>, now_ms: i64,
     let mut claim = Claim::default();
     let mut set = inflight.lock().unwrap_or_else(|e| e.into_inner());
     for item in items {
-        if set.contains(&item.id) {
+        if set.holds(&item.id) {
             continue;
         }
         if item.available_at_ms <= now_ms && claim.items.len() < limit {
-            set.insert(item.id.clone());
-            claim.items.push(item);
+            let lease = set.take(&item.id);
+            claim.items.push(Claimed { item, lease });
         } else {
             claim.next_at_ms = Some(item.available_at_ms.max(now_ms));
             break;
