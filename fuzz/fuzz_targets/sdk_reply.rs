@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     for version in [1, 2] {
         let state = run(version);
         for target in [CallTarget::Discovery, CallTarget::Step(ingot_protocol::hash_step_id("b"))] {
-            let input = Input::Reply { target, attempt, reply: Reply::Ops(ops.clone()), meta: meta.clone() };
+            let input = Input::Reply { target, attempt, reply: Reply::Ops(ops.clone()), meta: meta.clone(), gateway: vec![] };
             let d = decide(&state, input, now, policy);
             assert!(d.state.done.is_superset(&state.done), "a memoized step was forgotten");
         }

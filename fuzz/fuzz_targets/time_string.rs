@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = Policy { retry: RetryPolicy::Table, jitter_ms: 0 };
     for now in [0, 1_700_000_000_000, i64::MAX - 1] {
         for o in &ops {
-            let input = Input::Reply { target: CallTarget::Discovery, attempt: 0, reply: Reply::Ops(vec![o.clone()]), meta: ReplyMeta::default() };
+            let input = Input::Reply { target: CallTarget::Discovery, attempt: 0, reply: Reply::Ops(vec![o.clone()]), meta: ReplyMeta::default(), gateway: vec![] };
             let _ = decide(&run, input, now, policy);
         }
     }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::backoff::{retry_delay, RetryPolicy};
 use crate::errors;
+use crate::gateway::{self, GatewayOutcome, GatewayResult};
 use crate::run::{RunState, RunStatus};
 
 /// Longest sleep, wait or invoke timeout: one year, as Inngest.
@@ -21,6 +22,8 @@ pub const MAX_STEPS: usize = 1_000;
 /// Longest step id an op may carry. SDKs send hashes (40 hex digits); the
 /// bound keeps a malformed reply from filling the store with huge keys.
 pub const MAX_STEP_ID_BYTES: usize = 1024;
+/// Longest signal name a wait may have.
+pub const MAX_SIGNAL_BYTES: usize = 1024;
 /// Largest step output kept (4 MiB, as Inngest); a function's output too.
 pub const MAX_STEP_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 /// Largest run state (every memoized step result): 32 MiB, as Inngest.
@@ -75,6 +78,9 @@ pub enum Input {
         attempt: u32,
         reply: Reply,
         meta: ReplyMeta,
+        /// What came back from the requests of the reply's `Gateway` and
+        /// `AIGateway` ops ([`gateway::requests`]), made by the shell.
+        gateway: Vec<GatewayResult>,
     },
     SleepDone {
         step: String,
@@ -83,6 +89,13 @@ pub enum Input {
     WaitResolved {
         step: String,
         event: Option<Value>,
+    },
+    /// A signal wait resolved: `Some(Ok({signal, data}))` a signal arrived,
+    /// `Some(Err(error))` the wait could not be made (a conflict), `None` it
+    /// timed out.
+    SignalResolved {
+        step: String,
+        result: Option<Result<Value, Value>>,
     },
     /// An invoked function finished (`Ok(output)`), failed or timed out (`Err(error)`).
     InvokeResolved {
@@ -147,6 +160,10 @@ pub enum Effect {
     Sleep { step: String, name: String, at_ms: i64 },
     /// Wait for an event named `event` matching `if_exp`, until `expires_ms`.
     WaitForEvent { step: String, name: String, event: String, if_exp: Option<String>, expires_ms: i64 },
+    /// Wait for `signal` (`POST /v1/signals`) until `expires_ms`. With
+    /// `replace`, a wait of another run for the same signal is superseded
+    /// (it stays until its timeout); without, this wait fails if one exists.
+    WaitForSignal { step: String, name: String, signal: String, replace: bool, expires_ms: i64 },
     /// Start `function` with `payload` and wait for it until `expires_ms`.
     Invoke { step: String, name: String, function: String, payload: Value, expires_ms: i64 },
     /// End the run.
@@ -197,6 +214,14 @@ pub fn decide_with(run: &RunState, input: Input, now_ms: i64, policy: Policy, lo
         }
         Input::SleepDone { step } => resolve_async(&mut d, step, Value::Null, now_ms),
         Input::WaitResolved { step, event } => resolve_async(&mut d, step, event.unwrap_or(Value::Null), now_ms),
+        Input::SignalResolved { step, result } => {
+            let memo = match result {
+                Some(Ok(signal)) => json!({ "data": signal }),
+                Some(Err(error)) => errors::failed_memo(error),
+                None => Value::Null,
+            };
+            resolve_async(&mut d, step, memo, now_ms)
+        }
         Input::InvokeResolved { step, result } => {
             let memo = match result {
                 Ok(data) => json!({ "data": data }),
@@ -204,13 +229,16 @@ pub fn decide_with(run: &RunState, input: Input, now_ms: i64, policy: Policy, lo
             };
             resolve_async(&mut d, step, memo, now_ms)
         }
-        Input::Reply { target, attempt, reply, meta } => {
+        Input::Reply { target, attempt, reply, meta, gateway } => {
             if let Some(v) = meta.version {
                 d.state.version = v;
             }
             match reply {
                 Reply::Done(output) => finish_with_output(&mut d, output),
-                Reply::Ops(ops) => apply_ops(&mut d, &target, attempt, ops, &meta, now_ms, policy, lookup),
+                Reply::Ops(ops) => {
+                    let call = CallInfo { target: &target, attempt, meta: &meta, gateway: &gateway };
+                    apply_ops(&mut d, &call, ops, now_ms, policy, lookup)
+                }
                 Reply::Error { error, .. } => {
                     call_failed(&mut d, &target, attempt, error, meta.no_retry == Some(true), meta.retry_after, now_ms, policy)
                 }
@@ -309,8 +337,9 @@ fn resolve_async(d: &mut Decision, step: String, memo: Value, now_ms: i64) {
     if d.state.done.contains(&step) {
         return;
     }
+    let race = d.state.race.contains(&step);
     save(d, step.clone(), step, memo);
-    after_completion(d, now_ms);
+    after_completion(d, now_ms, race);
 }
 
 fn save(d: &mut Decision, step: String, name: String, memo: Value) {
@@ -322,14 +351,19 @@ fn save(d: &mut Decision, step: String, name: String, memo: Value) {
 fn save_sized(d: &mut Decision, step: String, name: String, memo: Value, size: usize) {
     d.state.state_bytes = d.state.state_bytes.saturating_add(size as u64);
     d.state.pending.remove(&step);
+    d.state.race.remove(&step);
     d.state.done.insert(step.clone());
     d.effects.push(Effect::SaveStep { step, name, memo });
 }
 
 /// After a step completes: the next discovery, unless (request version 2)
-/// siblings of a parallel group are still pending.
-fn after_completion(d: &mut Decision, now_ms: i64) {
+/// siblings of a parallel group are still pending and the step was not in a
+/// race (`parallelMode: "race"`, which resumes the function at once).
+fn after_completion(d: &mut Decision, now_ms: i64, race: bool) {
     if d.state.version >= 2 && !d.state.pending.is_empty() {
+        if race {
+            push_discovery(d, now_ms);
+        }
         return;
     }
     if d.state.version >= 2 {
@@ -345,17 +379,21 @@ fn push_discovery(d: &mut Decision, at_ms: i64) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_ops(
-    d: &mut Decision,
-    target: &CallTarget,
+/// The call a reply answers, and what the shell did for its gateway ops.
+struct CallInfo<'a> {
+    target: &'a CallTarget,
     attempt: u32,
-    ops: Vec<Op>,
-    meta: &ReplyMeta,
-    now_ms: i64,
-    policy: Policy,
-    lookup: &dyn Lookup,
-) {
+    meta: &'a ReplyMeta,
+    gateway: &'a [GatewayResult],
+}
+
+/// Whether an op asks for `parallelMode: "race"`.
+fn races(op: &Op) -> bool {
+    op.opt_str("parallelMode").is_some_and(|m| m.eq_ignore_ascii_case("race"))
+}
+
+fn apply_ops(d: &mut Decision, call: &CallInfo<'_>, ops: Vec<Op>, now_ms: i64, policy: Policy, lookup: &dyn Lookup) {
+    let CallInfo { target, attempt, meta, gateway } = *call;
     // Distinct steps the run would have: memoized, in flight, and newly reported.
     let mut steps: BTreeSet<&str> = d.state.done.iter().chain(&d.state.pending).map(String::as_str).collect();
     steps.extend(ops.iter().filter(|o| is_step(&o.op)).map(|o| o.id.as_str()));
@@ -365,12 +403,25 @@ fn apply_ops(
     if let Some(reason) = ops.iter().find_map(malformed) {
         return call_failed(d, target, attempt, errors::invalid_response(reason), false, meta.retry_after, now_ms, policy);
     }
-    let lazy = |o: &Op| matches!(o.op, Opcode::StepPlanned | Opcode::Sleep | Opcode::WaitForEvent | Opcode::InvokeFunction);
+    let lazy = |o: &Op| {
+        matches!(
+            o.op,
+            Opcode::StepPlanned
+                | Opcode::Sleep
+                | Opcode::WaitForEvent
+                | Opcode::WaitForSignal
+                | Opcode::InvokeFunction
+                | Opcode::Gateway
+                | Opcode::AIGateway
+        )
+    };
     if ops.iter().filter(|o| lazy(o) || o.op == Opcode::StepRun).count() > 1 {
         d.state.force_plan = true;
     }
     let op_count = ops.len();
     let mut completed = false;
+    // A step of a race finished: the function is called at once.
+    let mut race = false;
     let mut call_now = false;
     // Steps already memoized (checkpointed during this call) still count as
     // progress: the run must get its next call.
@@ -383,6 +434,7 @@ fn apply_ops(
                     repeated = true;
                     continue;
                 }
+                race |= races(&op) || d.state.race.contains(&op.id);
                 let (memo, size) = step_memo(&op);
                 save_sized(d, op.id, name, memo, size);
                 completed = true;
@@ -392,6 +444,7 @@ fn apply_ops(
                     continue;
                 }
                 let error = op.error.clone().or(op.data.clone()).unwrap_or_else(|| errors::error("Error", "step failed"));
+                race |= races(&op) || d.state.race.contains(&op.id);
                 save(d, op.id, name, errors::failed_memo(error));
                 completed = true;
             }
@@ -401,6 +454,7 @@ fn apply_ops(
                 }
                 let error = op.error.clone().unwrap_or_else(|| errors::error("Error", "step errored"));
                 if !retry(d, target, attempt, meta.no_retry == Some(true), meta.retry_after, now_ms, policy) {
+                    race |= races(&op) || d.state.race.contains(&op.id);
                     save(d, op.id, name, errors::failed_memo(error));
                     completed = true;
                 }
@@ -411,6 +465,9 @@ fn apply_ops(
                 }
                 d.state.planned.insert(op.id.clone());
                 d.state.pending.insert(op.id.clone());
+                if races(&op) {
+                    d.state.race.insert(op.id.clone());
+                }
                 d.effects.push(Effect::Call { target: CallTarget::Step(op.id), attempt: 0, at_ms: now_ms });
             }
             Opcode::Sleep => {
@@ -420,6 +477,9 @@ fn apply_ops(
                 match sleep_until(&op, now_ms) {
                     Ok(at_ms) => {
                         d.state.pending.insert(op.id.clone());
+                        if races(&op) {
+                            d.state.race.insert(op.id.clone());
+                        }
                         d.effects.push(Effect::Sleep { step: op.id, name, at_ms });
                     }
                     Err(msg) => {
@@ -450,6 +510,9 @@ fn apply_ops(
                     }
                 };
                 d.state.pending.insert(op.id.clone());
+                if races(&op) {
+                    d.state.race.insert(op.id.clone());
+                }
                 let name = op.display_name.clone().unwrap_or_else(|| op.id.clone());
                 d.effects.push(Effect::WaitForEvent { step: op.id, name, event, if_exp, expires_ms });
             }
@@ -477,8 +540,78 @@ fn apply_ops(
                     _ => now_ms.saturating_add(MAX_SLEEP_MS),
                 };
                 d.state.pending.insert(op.id.clone());
+                if races(&op) {
+                    d.state.race.insert(op.id.clone());
+                }
                 let name = op.display_name.clone().unwrap_or_else(|| op.id.clone());
                 d.effects.push(Effect::Invoke { step: op.id, name, function, payload, expires_ms });
+            }
+            Opcode::WaitForSignal => {
+                if d.state.done.contains(&op.id) || d.state.pending.contains(&op.id) {
+                    continue;
+                }
+                let signal = op.opt_str("signal").or(op.name.as_deref()).unwrap_or("").to_string();
+                if signal.trim().is_empty() {
+                    save(d, op.id, name, errors::failed_memo(errors::error("Error", "step.waitForSignal needs a signal name")));
+                    completed = true;
+                    continue;
+                }
+                if signal.len() > MAX_SIGNAL_BYTES {
+                    let message = format!("the signal name is {} bytes long; the limit is {MAX_SIGNAL_BYTES}", signal.len());
+                    save(d, op.id, name, errors::failed_memo(errors::error("Error", message)));
+                    completed = true;
+                    continue;
+                }
+                let timeout = op.opt_str("timeout").unwrap_or("");
+                let expires_ms = match timestr::parse_duration(timeout) {
+                    Ok(t) => now_ms.saturating_add(timestr::millis_i64(t).min(MAX_SLEEP_MS)),
+                    // No timeout: a year, as Inngest.
+                    Err(_) if timeout.is_empty() => now_ms.saturating_add(MAX_SLEEP_MS),
+                    Err(e) => {
+                        save(d, op.id, name, errors::failed_memo(errors::error("Error", e.to_string())));
+                        completed = true;
+                        continue;
+                    }
+                };
+                let replace = op.opt_str("conflict").is_some_and(|c| c.eq_ignore_ascii_case("replace"));
+                d.state.pending.insert(op.id.clone());
+                if races(&op) {
+                    d.state.race.insert(op.id.clone());
+                }
+                let name = op.display_name.clone().unwrap_or_else(|| op.id.clone());
+                d.effects.push(Effect::WaitForSignal { step: op.id, name, signal, replace, expires_ms });
+            }
+            Opcode::Gateway | Opcode::AIGateway => {
+                if d.state.done.contains(&op.id) {
+                    repeated = true;
+                    continue;
+                }
+                let req = match gateway::request(&op) {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        save(d, op.id.clone(), name, gateway::invalid_memo(&op, &reason));
+                        completed = true;
+                        continue;
+                    }
+                };
+                let outcome = gateway
+                    .iter()
+                    .find(|g| g.step == op.id)
+                    .map(|g| g.outcome.clone())
+                    .unwrap_or_else(|| GatewayOutcome::Failed { message: "the engine did not make the request".into() });
+                let memo = match gateway::success_memo(&req, &outcome) {
+                    Some(memo) => memo,
+                    None if retry(d, target, attempt, false, None, now_ms, policy) => continue,
+                    None => gateway::failure_memo(&req, &outcome),
+                };
+                let memo = if json_size(&memo) > MAX_STEP_OUTPUT_BYTES {
+                    errors::failed_memo(errors::output_too_large("the response", Some(json_size(&memo)), MAX_STEP_OUTPUT_BYTES))
+                } else {
+                    memo
+                };
+                race |= races(&op) || d.state.race.contains(&op.id);
+                save(d, op.id, name, memo);
+                completed = true;
             }
             Opcode::RunComplete => {
                 finish_with_output(d, op.data.unwrap_or(Value::Null));
@@ -493,7 +626,7 @@ fn apply_ops(
         }
     }
     if completed {
-        after_completion(d, now_ms);
+        after_completion(d, now_ms, race);
     } else if call_now {
         push_discovery(d, now_ms);
     }
@@ -529,7 +662,10 @@ fn is_step(op: &Opcode) -> bool {
             | Opcode::StepFailed
             | Opcode::Sleep
             | Opcode::WaitForEvent
+            | Opcode::WaitForSignal
             | Opcode::InvokeFunction
+            | Opcode::Gateway
+            | Opcode::AIGateway
     )
 }
 

@@ -75,3 +75,9 @@ pub fn invoke_not_found(function: &str) -> Value {
 pub fn invoke_timed_out() -> Value {
     error("InngestInvokeTimeoutError", "Timed out waiting for invoked function to complete")
 }
+
+/// `step.waitForSignal` with `onConflict: "fail"` while another run waits
+/// for the same signal (Inngest's words).
+pub fn signal_conflict(signal: &str) -> Value {
+    error("Error", format!("Signal conflict; signal wait already exists for another run (signal {signal:?})"))
+}

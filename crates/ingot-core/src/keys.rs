@@ -41,6 +41,12 @@ pub fn event_id_scope(function: &str) -> String {
 /// The scope of seeded event ids (an SDK's retried send stores nothing twice).
 pub const SEEDED_EVENT_SCOPE: &str = "event";
 
+/// The key a `step.waitForSignal` pause holds (its `correlation_id`):
+/// `sig:<signal>`, so it never equals an invoke's correlation id.
+pub fn signal(name: &str) -> String {
+    format!("sig:{name}")
+}
+
 /// The dedupe key of a cron trigger's next tick: `cron:<slug>:<expression>`.
 pub fn cron_tick(function: &str, cron: &str) -> String {
     format!("cron:{function}:{cron}")

@@ -10,6 +10,7 @@ pub mod decide;
 pub mod errors;
 pub mod expr;
 pub mod flow;
+pub mod gateway;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;

@@ -58,6 +58,9 @@ pub struct RunState {
     pub planned: BTreeSet<String>,
     /// Steps started and not finished: planned steps, sleeps, waits, invokes.
     pub pending: BTreeSet<String>,
+    /// Pending steps planned with `parallelMode: "race"`: when one of them
+    /// finishes, the run is called at once, siblings pending or not.
+    pub race: BTreeSet<String>,
     /// Concurrency limits this run's calls count against (keys evaluated at start).
     pub concurrency: Vec<ConcurrencyKey>,
     /// Bytes of memoized step results (JSON), held to [`crate::MAX_RUN_STATE_BYTES`].
@@ -77,6 +80,7 @@ impl RunState {
             done: BTreeSet::new(),
             planned: BTreeSet::new(),
             pending: BTreeSet::new(),
+            race: BTreeSet::new(),
             concurrency: Vec::new(),
             state_bytes: 0,
         }

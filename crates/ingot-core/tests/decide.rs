@@ -190,7 +190,7 @@ fn ops(body: Value) -> Reply {
 }
 
 fn reply(target: CallTarget, attempt: u32, reply: Reply, meta: ReplyMeta) -> Input {
-    Input::Reply { target, attempt, reply, meta }
+    Input::Reply { target, attempt, reply, meta, gateway: vec![] }
 }
 
 /// Discovery, attempt 0, replying with `body` (a JSON array of ops).
@@ -1451,7 +1451,7 @@ fn discovery_requests_call_now_and_unknown_ops_are_ignored() {
         ("DeferAdd alone is ignored, and the call retried", json!([{"id": "d1", "op": "DeferAdd", "opts": {"fn": "x"}, "data": {"y": 1}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
         ("DeferAbort alone is ignored, and the call retried", json!([{"id": "d1", "op": "DeferAbort"}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
         ("an unknown op alone is ignored, and the call retried", json!([{"id": "f1", "op": "SomeFutureOp", "opts": {"a": 1}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
-        ("a gateway op we do not run yet is ignored, and the call retried", json!([{"id": "g1", "op": "AIGateway", "opts": {"url": "http://x"}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
+        ("a gateway op the engine has no response for is retried", json!([{"id": "g1", "op": "AIGateway", "opts": {"url": "http://x"}}]), vec![call(CallTarget::Discovery, 1, NOW + 1_000)], &[]),
         ("ignored ops do not disturb a step", json!([{"id": "d1", "op": "DeferAdd"}, js_step_run_first(), {"id": "f1", "op": "Nope"}]),
             vec![first(), discovery()], &[FIRST]),
     ];
@@ -1686,7 +1686,13 @@ fn checkpointed_steps_are_memoized_without_a_new_call() {
     // still gets its next call (it must never be left without a way forward).
     let done = decide(
         &d.state,
-        Input::Reply { target: CallTarget::Discovery, attempt: 0, reply: Reply::Ops(ops[..1].to_vec()), meta: ReplyMeta::default() },
+        Input::Reply {
+            target: CallTarget::Discovery,
+            attempt: 0,
+            reply: Reply::Ops(ops[..1].to_vec()),
+            meta: ReplyMeta::default(),
+            gateway: vec![],
+        },
         NOW,
         fixed(1000),
     );
@@ -1760,4 +1766,237 @@ fn an_engine_failure_ends_the_run_with_its_message() {
     let d = decide(&run_v(3, 1), Input::EngineFailed { message: "disk full".into() }, NOW, p);
     assert!(failed_with(&d, "EngineError"));
     assert!(matches!(&d.effects[..], [Effect::Finish { output, .. }] if output["message"] == json!("disk full")));
+}
+
+// ---------------------------------------------------------------------------
+// Signals: WaitForSignal, and the wait resolving
+// ---------------------------------------------------------------------------
+
+const SIG: &str = "5b9a2b4c0f3e1d2a6b7c8d9e0f1a2b3c4d5e6f70"; // "wait-for-approval"
+
+fn signal_op(opts: Value) -> Value {
+    // As JS v4 reports `step.waitForSignal("wait-for-approval", {...})`.
+    json!({"id": SIG, "op": "WaitForSignal", "name": opts["signal"], "displayName": "wait-for-approval", "opts": opts, "userland": {"id": "wait-for-approval"}})
+}
+
+fn wait_signal(signal: &str, replace: bool, expires_ms: i64) -> Effect {
+    Effect::WaitForSignal { step: SIG.into(), name: "wait-for-approval".into(), signal: signal.into(), replace, expires_ms }
+}
+
+#[test]
+fn wait_for_signal_waits_with_its_timeout_and_conflict_mode() {
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Value, Vec<Effect>, bool)> = vec![
+        ("onConflict replace", json!({"signal": "order-1", "timeout": "1h", "conflict": "replace"}),
+            vec![wait_signal("order-1", true, NOW + HOURS)], true),
+        ("onConflict fail", json!({"signal": "order-1", "timeout": "30s", "conflict": "fail"}),
+            vec![wait_signal("order-1", false, NOW + 30 * SECS)], true),
+        ("no conflict mode: fail, as Inngest", json!({"signal": "order-1", "timeout": "30s"}),
+            vec![wait_signal("order-1", false, NOW + 30 * SECS)], true),
+        ("no timeout: a year", json!({"signal": "order-1"}),
+            vec![wait_signal("order-1", false, NOW + MAX_SLEEP_MS)], true),
+        ("a timeout over a year is a year", json!({"signal": "s", "timeout": "800d"}),
+            vec![wait_signal("s", false, NOW + MAX_SLEEP_MS)], true),
+        ("no signal name: the step fails", json!({"signal": "", "timeout": "1h"}),
+            vec![save(SIG, "wait-for-approval", json!({"error": {"name": "Error", "message": "step.waitForSignal needs a signal name"}})), discovery()], false),
+    ];
+    for (case, opts, effects, waits) in cases {
+        let done = if waits { vec![] } else { vec![SIG] };
+        assert_decision(case, &run_v(3, 2), discovered(json!([signal_op(opts)]), v(2)), FIXED_1S, effects, |s| {
+            if waits {
+                s.pending = set(&[SIG]);
+            } else {
+                s.done = set(&done);
+            }
+        });
+    }
+    // A bad timeout fails the step with the parser's words.
+    let got = decide(&run_v(3, 2), discovered(json!([signal_op(json!({"signal": "s", "timeout": "soon"}))]), v(2)), NOW, FIXED_1S);
+    assert!(
+        matches!(&got.effects[0], Effect::SaveStep { memo, .. } if memo["error"]["message"].as_str().is_some_and(|m| m.contains("soon"))),
+        "{:?}",
+        got.effects
+    );
+    // Reported again while waiting: nothing new, and no orphan (the wait is its way forward).
+    let waiting = RunState { pending: set(&[SIG]), ..run_v(3, 2) };
+    let again = decide(&waiting, discovered(json!([signal_op(json!({"signal": "s"}))]), v(2)), NOW, FIXED_1S);
+    assert!(!again.effects.iter().any(|e| matches!(e, Effect::WaitForSignal { .. })), "{:?}", again.effects);
+}
+
+/// (case, what resolved the wait, memo)
+type SignalCase = (&'static str, Option<Result<Value, Value>>, Value);
+
+#[test]
+fn a_resolved_signal_wait_is_memoized() {
+    let waiting = RunState { pending: set(&[SIG]), ..run_v(3, 2) };
+    let received = json!({"signal": "order-1", "data": {"approved": true}});
+    let conflict = ingot_core::errors::signal_conflict("order-1");
+    #[rustfmt::skip]
+    let cases: Vec<SignalCase> = vec![
+        ("a signal arrived: {data: {signal, data}}", Some(Ok(received.clone())), json!({"data": received})),
+        ("timed out: null", None, Value::Null),
+        ("another run holds the signal: the step fails", Some(Err(conflict.clone())), json!({"error": conflict})),
+    ];
+    for (case, result, memo) in cases {
+        let input = Input::SignalResolved { step: SIG.into(), result };
+        assert_decision(case, &waiting, input, FIXED_1S, vec![save(SIG, SIG, memo), discovery()], |s| {
+            s.pending.clear();
+            s.done = set(&[SIG]);
+        });
+    }
+    // Resolved twice (a timeout racing the signal): the second does nothing.
+    let done = RunState { done: set(&[SIG]), ..run_v(3, 2) };
+    assert!(decide(&done, Input::SignalResolved { step: SIG.into(), result: None }, NOW, FIXED_1S).effects.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// step.fetch (Gateway) and step.ai.infer (AIGateway)
+// ---------------------------------------------------------------------------
+
+use ingot_core::gateway::{self, GatewayOutcome, GatewayResult};
+
+const FETCH: &str = "7d1e0b6f4c2a9e8d3b5f1a0c6e2d4b8f9a1c3e5d"; // "step.fetch: 127.0.0.1"
+const INFER: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"; // "ask"
+
+fn fetch_op() -> Value {
+    json!({"id": FETCH, "op": "Gateway", "displayName": "step.fetch: 127.0.0.1",
+        "opts": {"url": "http://127.0.0.1:9/echo?x=1", "method": "PUT", "headers": {"x-trace": "t1"}, "body": "{\"a\":1}"},
+        "userland": {"id": "step.fetch: 127.0.0.1"}})
+}
+
+fn infer_op(format: &str) -> Value {
+    json!({"id": INFER, "op": "AIGateway", "displayName": "ask",
+        "opts": {"type": "step.ai.infer", "url": "http://127.0.0.1:9/v1/chat/completions", "headers": {}, "auth_key": "sk-secret-123",
+            "format": format, "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}},
+        "userland": {"id": "ask"}})
+}
+
+fn response(status: u16, body: &str) -> GatewayOutcome {
+    GatewayOutcome::Response { status, headers: vec![("Content-Type".into(), "application/json".into())], body: body.as_bytes().to_vec() }
+}
+
+fn failed_req(message: &str) -> GatewayOutcome {
+    GatewayOutcome::Failed { message: message.into() }
+}
+
+fn gateway_reply(attempt: u32, op: Value, step: &str, outcome: Option<GatewayOutcome>) -> Input {
+    let results = outcome.map(|outcome| GatewayResult { step: step.into(), outcome }).into_iter().collect();
+    Input::Reply { target: CallTarget::Discovery, attempt, reply: ops(json!([op])), meta: v(2), gateway: results }
+}
+
+/// (case, attempt, op, its step, what the request came to, effects)
+type GatewayCase = (&'static str, u32, Value, &'static str, Option<GatewayOutcome>, Vec<Effect>);
+
+#[test]
+fn gateway_ops_memoize_the_response_or_retry_the_call() {
+    let fetched = |status: u16, body: &str| json!({"data": {"url": "http://127.0.0.1:9/echo?x=1", "headers": {"Content-Type": "application/json"}, "body": body, "status_code": status}});
+    let ai_error_500 = json!({"error": {"name": "AIGatewayError", "message": "Error making AI request: unsuccessful status code: 500",
+        "data": {"error": "overloaded"}, "stack": "{\"error\":\"overloaded\"}"}});
+    let retry = |attempt: u32| vec![call(CallTarget::Discovery, attempt, NOW + 1_000)];
+    #[rustfmt::skip]
+    let cases: Vec<GatewayCase> = vec![
+        ("fetch: the response is the step's result", 0, fetch_op(), FETCH, Some(response(200, "{\"ok\":true}")),
+            vec![save(FETCH, "step.fetch: 127.0.0.1", fetched(200, "{\"ok\":true}")), discovery()]),
+        ("fetch: a 500 is a response too, not retried", 0, fetch_op(), FETCH, Some(response(500, "boom")),
+            vec![save(FETCH, "step.fetch: 127.0.0.1", fetched(500, "boom")), discovery()]),
+        ("fetch: no response retries the call", 0, fetch_op(), FETCH, Some(failed_req("connection refused")), retry(1)),
+        ("fetch: no response on the last attempt fails the step", 2, fetch_op(), FETCH, Some(failed_req("connection refused")),
+            vec![save(FETCH, "step.fetch: 127.0.0.1", json!({"error": {"name": "GatewayError", "message": "Error making gateway request: connection refused"}})), discovery()]),
+        ("fetch: a request never made counts as failed", 0, fetch_op(), FETCH, None, retry(1)),
+        ("ai: a 2xx body is the result, as JSON", 0, infer_op("openai-chat"), INFER, Some(response(200, "{\"choices\":[{\"message\":{\"content\":\"hello\"}}]}")),
+            vec![save(INFER, "ask", json!({"data": {"choices": [{"message": {"content": "hello"}}]}})), discovery()]),
+        ("ai: a 500 retries the call", 1, infer_op("anthropic"), INFER, Some(response(500, "{\"error\":\"overloaded\"}")), retry(2)),
+        ("ai: a 500 on the last attempt is an AIGatewayError", 2, infer_op("anthropic"), INFER, Some(response(500, "{\"error\":\"overloaded\"}")),
+            vec![save(INFER, "ask", ai_error_500), discovery()]),
+    ];
+    for (case, attempt, op, step, outcome, effects) in cases {
+        let saved = effects.iter().any(|e| matches!(e, Effect::SaveStep { .. }));
+        assert_decision(case, &run_v(3, 2), gateway_reply(attempt, op, step, outcome), FIXED_1S, effects, |s| {
+            if saved {
+                s.done = set(&[step]);
+            }
+        });
+    }
+    // A request that cannot be made fails the step at once, unsent.
+    let bad = json!({"id": FETCH, "op": "Gateway", "displayName": "f", "opts": {"url": "file:///etc/passwd"}});
+    let got = decide(&run_v(3, 2), gateway_reply(0, bad, FETCH, None), NOW, FIXED_1S);
+    assert!(matches!(&got.effects[0], Effect::SaveStep { memo, .. } if memo["error"]["name"] == "GatewayError"), "{:?}", got.effects);
+    assert!(gateway::requests(&run_v(3, 2), &parse_ops(json!([{"id": FETCH, "op": "Gateway", "opts": {"url": "file:///x"}}]))).is_empty());
+    // Already memoized (checkpointed, reported again): no request, no second memo.
+    let done = RunState { done: set(&[FETCH]), ..run_v(3, 2) };
+    assert!(gateway::requests(&done, &parse_ops(json!([fetch_op()]))).is_empty());
+}
+
+#[test]
+fn gateway_requests_place_the_key_as_the_format_requires_and_never_show_it() {
+    let req = |op: Value| gateway::request(&parse_ops(json!([op])).remove(0)).expect("a request");
+    let header = |r: &gateway::GatewayRequest, name: &str| r.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let openai = req(infer_op("openai-chat"));
+    assert_eq!((openai.method.as_str(), header(&openai, "authorization")), ("POST", Some("Bearer sk-secret-123".into())));
+    assert_eq!(header(&openai, "content-type").as_deref(), Some("application/json"));
+    assert_eq!(serde_json::from_slice::<Value>(openai.body.as_ref().unwrap()).unwrap()["messages"][0]["content"], "hi");
+    let anthropic = req(infer_op("anthropic"));
+    assert_eq!((header(&anthropic, "x-api-key"), header(&anthropic, "authorization")), (Some("sk-secret-123".into()), None));
+    let gemini = req(infer_op("gemini"));
+    assert!(gemini.url.ends_with("?key=sk-secret-123"), "{}", gemini.url);
+    assert_eq!(gemini.public_url(), "http://127.0.0.1:9/v1/chat/completions");
+    for r in [&openai, &anthropic, &gemini] {
+        assert!(!format!("{r:?}").contains("sk-secret"), "Debug shows the key: {r:?}");
+        assert!(!gateway::describe(r).to_string().contains("sk-secret"), "history shows the key");
+        assert_eq!(gateway::describe(r)["request"]["messages"][0]["content"], "hi", "the prompt is on the timeline");
+    }
+    let fetch = req(fetch_op());
+    assert_eq!((fetch.method.as_str(), fetch.url.as_str()), ("PUT", "http://127.0.0.1:9/echo?x=1"));
+    assert_eq!((header(&fetch, "x-trace"), fetch.body.clone()), (Some("t1".into()), Some(b"{\"a\":1}".to_vec())));
+    // No method: POST, as Inngest's gateway.
+    assert_eq!(req(json!({"id": "g", "op": "Gateway", "opts": {"url": "https://example.com"}})).method, "POST");
+}
+
+// ---------------------------------------------------------------------------
+// Parallel race mode
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_race_resumes_the_function_when_its_first_step_finishes() {
+    let planned = |id: &str, race: bool| {
+        let opts = if race { json!({"parallelMode": "race"}) } else { json!({}) };
+        json!({"id": id, "op": "StepPlanned", "displayName": id, "opts": opts})
+    };
+    // Planning records which steps race.
+    let got = decide(&run_v(5, 2), discovered(json!([planned("fast", true), planned("slow", true)]), v(2)), NOW, FIXED_1S);
+    assert_eq!(got.state.race, set(&["fast", "slow"]));
+    assert_eq!(got.state.pending, set(&["fast", "slow"]));
+    let racing = got.state;
+    let result = |id: &str| json!([{"id": id, "op": "StepRun", "displayName": id, "data": id, "opts": {"parallelMode": "race"}}]);
+    // The first to finish: memoized, and the function called at once although "slow" is pending.
+    let after_fast = assert_decision(
+        "the winner resumes the function",
+        &racing,
+        reply(step("fast"), 0, ops(result("fast")), v(2)),
+        FIXED_1S,
+        vec![save("fast", "fast", json!({"data": "fast"})), discovery()],
+        |s| {
+            s.done = set(&["fast"]);
+            s.pending = set(&["slow"]);
+            s.race = set(&["slow"]);
+        },
+    );
+    // The loser's result is still kept when it arrives.
+    assert_decision(
+        "the loser is kept",
+        &after_fast,
+        reply(step("slow"), 0, ops(result("slow")), v(2)),
+        FIXED_1S,
+        vec![save("slow", "slow", json!({"data": "slow"})), discovery()],
+        |s| {
+            s.done = set(&["fast", "slow"]);
+            s.pending.clear();
+            s.race.clear();
+            s.force_plan = false;
+        },
+    );
+    // Without race mode the first result waits for its sibling (no call).
+    let waiting = decide(&run_v(5, 2), discovered(json!([planned("a", false), planned("b", false)]), v(2)), NOW, FIXED_1S).state;
+    let got = decide(&waiting, reply(step("a"), 0, ops(json!([{"id": "a", "op": "StepRun", "data": 1}])), v(2)), NOW, FIXED_1S);
+    assert_eq!(got.effects, vec![save("a", "a", json!({"data": 1}))]);
 }

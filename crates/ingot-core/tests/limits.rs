@@ -25,7 +25,8 @@ fn op(id: &str, kind: Opcode, name: Option<&str>, opts: Value) -> Op {
 
 fn reply(ops: Vec<Op>, attempt: u32, now: i64, retry: RetryPolicy) -> ingot_core::Decision {
     let run = RunState::new(RunId(Default::default()), FunctionSlug("app-f".into()), 5);
-    let input = Input::Reply { target: CallTarget::Discovery, attempt, reply: Reply::Ops(ops), meta: ReplyMeta::default() };
+    let input =
+        Input::Reply { target: CallTarget::Discovery, attempt, reply: Reply::Ops(ops), meta: ReplyMeta::default(), gateway: vec![] };
     decide(&run, input, now, Policy { retry, jitter_ms: 0 })
 }
 

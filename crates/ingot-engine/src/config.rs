@@ -44,6 +44,12 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// Send `ctx.fn_id` so JS v4 checkpoints steps during a call.
     pub checkpointing: bool,
+    /// Longest a `step.fetch` or `step.ai.infer` request may take.
+    pub gateway_timeout: Duration,
+    /// Whether `step.fetch` and `step.ai.infer` may reach loopback and
+    /// private addresses; unset, `ingot dev` may and `ingot start` may not
+    /// ([`EngineConfig::gateway_private_allowed`]).
+    pub gateway_allow_private: Option<bool>,
 }
 
 /// Shortest signing key accepted by `ingot start`, in hex characters (16
@@ -115,6 +121,16 @@ impl EngineConfig {
             public_url: "http://127.0.0.1:8288".into(),
             retention: Duration::from_secs(7 * 24 * 3600),
             checkpointing: true,
+            gateway_timeout: Duration::from_secs(300),
+            gateway_allow_private: None,
         }
+    }
+
+    /// Whether gateway requests may reach private addresses: as set, else
+    /// in `ingot dev` only (or with `INGOT_GATEWAY_ALLOW_PRIVATE=1`).
+    pub fn gateway_private_allowed(&self) -> bool {
+        self.gateway_allow_private.unwrap_or_else(|| {
+            self.mode == Mode::Dev || std::env::var("INGOT_GATEWAY_ALLOW_PRIVATE").is_ok_and(|v| v == "1" || v == "true")
+        })
     }
 }

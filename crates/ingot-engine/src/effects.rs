@@ -7,7 +7,7 @@
 use ingot_core::lifecycle::{self, Finished};
 use ingot_core::{errors, CallTarget, Decision, Effect, RunStatus};
 use ingot_protocol::Event;
-use ingot_store::{HistoryRecord, Pause, PauseKind, QueueItem, RunRecord, StepRecord, Work, WriteOp};
+use ingot_store::{Guard, HistoryRecord, Pause, PauseKind, QueueItem, RunRecord, StepRecord, Work, WriteOp};
 use serde_json::{json, Value};
 use ulid::Ulid;
 
@@ -96,6 +96,39 @@ pub fn decision_ops(run: &RunRecord, decision: Decision, events: &[Value], now: 
                 ));
                 tail.push(enqueue(run, Work::Timeout { step, pause: pause.id.clone(), kind: PauseKind::WaitForEvent }, expires_ms));
                 tail.push(WriteOp::InsertPause(pause));
+            }
+            Effect::WaitForSignal { step, name, signal, replace, expires_ms } => {
+                let key = ingot_core::keys::signal(&signal);
+                let pause = Pause {
+                    id: Ulid::new().to_string(),
+                    run_id: run.id(),
+                    step: step.clone(),
+                    kind: PauseKind::Signal,
+                    event_name: None,
+                    if_exp: None,
+                    correlation_id: Some(key.clone()),
+                    trigger: Value::Null,
+                    expires_at_ms: expires_ms,
+                };
+                tail.push(history(
+                    run,
+                    now,
+                    "wait_signal",
+                    Some(&step),
+                    Some(&name),
+                    json!({"signal": signal, "replace": replace, "expires_ms": expires_ms}),
+                ));
+                let timeout =
+                    enqueue(run, Work::Timeout { step: step.clone(), pause: pause.id.clone(), kind: PauseKind::Signal }, expires_ms);
+                // Another run holds the signal and this wait may not replace
+                // it: the step fails with the core's conflict error.
+                let conflict =
+                    Work::Resume { step, pause: pause.id.clone(), kind: PauseKind::Signal, value: Err(errors::signal_conflict(&signal)) };
+                tail.push(WriteOp::Guarded {
+                    guard: Guard::ClaimSignal { signal: key, replace, now_ms: now },
+                    then: vec![WriteOp::InsertPause(pause), timeout],
+                    otherwise: vec![enqueue(run, conflict, now)],
+                });
             }
             Effect::Invoke { step, name, function, payload, expires_ms } => {
                 tail.push(history(run, now, "invoke", Some(&step), Some(&name), json!({"function": function})));

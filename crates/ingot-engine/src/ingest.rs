@@ -114,6 +114,21 @@ impl Ingest {
         Ok(planned)
     }
 
+    /// `POST /v1/signals`: resumes the run waiting for `signal` with
+    /// `{signal, data}`; its id, or `None` when no run waits for it (or the
+    /// wait expired, or another signal took it first).
+    pub async fn signal(&self, signal: &str, data: Value) -> Result<Option<ingot_core::RunId>> {
+        let now = self.shared.clock.now_ms();
+        let Some(pause) = self.shared.store.pause_by_correlation(&ingot_core::keys::signal(signal)).await? else { return Ok(None) };
+        if pause.kind != PauseKind::Signal || pause.expires_at_ms < now {
+            return Ok(None);
+        }
+        let value = serde_json::json!({ "signal": signal, "data": data });
+        let work = resume_work(&pause.id, &pause.step, PauseKind::Signal, Ok(value));
+        let out = self.shared.commit(vec![consume_and_queue(&pause.id, QueueItem::new(pause.run_id, work, now))]).await?;
+        Ok((out.guards_passed == [true]).then_some(pause.run_id))
+    }
+
     fn plan_runs(&self, event: &Event, payload: &Value, internal: EventId, user_id: Option<&str>, now: i64, ops: &mut Vec<WriteOp>) {
         let inngest = payload.pointer("/data/_inngest");
         let targets = if event.name == FUNCTION_INVOKED {

@@ -18,6 +18,7 @@ pub mod cron;
 pub mod driver;
 pub mod effects;
 pub mod error;
+pub mod gateway;
 pub mod ingest;
 pub mod limiter;
 pub mod queries;
@@ -65,7 +66,9 @@ impl Engine {
     pub async fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Clock) -> error::Result<Arc<Engine>> {
         config.validate()?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).timeout(config.call_timeout).build()?;
-        let shared = Arc::new(Shared { config, store, registry: registry::Registry::default(), clock, http, paused: Paused::default() });
+        let gateway = gateway::Gateway::new(config.gateway_timeout, config.gateway_private_allowed())?;
+        let shared =
+            Arc::new(Shared { config, store, registry: registry::Registry::default(), clock, http, gateway, paused: Paused::default() });
         shared.registry.reload(shared.store.as_ref()).await?;
         shared.paused.load(shared.store.as_ref()).await?;
         let starter = Arc::new(starter::Starter::new(shared.clone()));

@@ -17,6 +17,8 @@ pub struct Shared {
     pub registry: Registry,
     pub clock: Clock,
     pub http: reqwest::Client,
+    /// Makes `step.fetch` and `step.ai.infer` requests.
+    pub gateway: crate::gateway::Gateway,
     pub paused: Paused,
 }
 

@@ -15,6 +15,12 @@ pub enum Opcode {
     Sleep,
     WaitForEvent,
     InvokeFunction,
+    /// `step.waitForSignal`: `opts.signal`, `opts.timeout`, `opts.conflict`.
+    WaitForSignal,
+    /// `step.fetch`: the engine makes the request in `opts`.
+    Gateway,
+    /// `step.ai.infer`: the engine calls the model endpoint in `opts`.
+    AIGateway,
     RunComplete,
     DiscoveryRequest,
     StepNotFound,
@@ -34,6 +40,9 @@ impl Opcode {
             Opcode::Sleep => "Sleep",
             Opcode::WaitForEvent => "WaitForEvent",
             Opcode::InvokeFunction => "InvokeFunction",
+            Opcode::WaitForSignal => "WaitForSignal",
+            Opcode::Gateway => "Gateway",
+            Opcode::AIGateway => "AIGateway",
             Opcode::RunComplete => "RunComplete",
             Opcode::DiscoveryRequest => "DiscoveryRequest",
             Opcode::StepNotFound => "StepNotFound",
@@ -53,6 +62,9 @@ impl Opcode {
             "Sleep" => Opcode::Sleep,
             "WaitForEvent" => Opcode::WaitForEvent,
             "InvokeFunction" => Opcode::InvokeFunction,
+            "WaitForSignal" => Opcode::WaitForSignal,
+            "Gateway" => Opcode::Gateway,
+            "AIGateway" => Opcode::AIGateway,
             "RunComplete" => Opcode::RunComplete,
             "DiscoveryRequest" => Opcode::DiscoveryRequest,
             "StepNotFound" => Opcode::StepNotFound,

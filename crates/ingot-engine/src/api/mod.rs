@@ -56,6 +56,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/runs/{id}/timeline", get(dashboard::timeline))
         .route("/v1/runs/{id}/rerun", post(dashboard::rerun))
         .route("/v1/cancellations", post(rest::bulk_cancel))
+        .route("/v1/signals", post(rest::send_signal))
         .route("/v1/skips", get(rest::list_skips))
         .route("/v1/apps", get(rest::list_apps).post(dashboard::add_app))
         .route("/v1/apps/{app}/functions", get(rest::app_functions))

@@ -223,3 +223,18 @@ pub async fn list_skips(State(engine): State<Arc<Engine>>, Query(q): Query<HashM
         .collect();
     Ok(Json(json!({"data": data, "metadata": meta()})))
 }
+
+/// `POST /v1/signals` `{signal, data}`: resumes the run waiting for the
+/// signal; `{"data":{"run_id"}}`, or 404 when no run waits for it.
+pub async fn send_signal(State(engine): State<Arc<Engine>>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("Invalid signal data: {e}")))?;
+    let signal = body.get("signal").and_then(Value::as_str).unwrap_or("");
+    if signal.is_empty() {
+        return Err(ApiError::BadRequest("signal is required".into()));
+    }
+    let data = body.get("data").cloned().unwrap_or(Value::Null);
+    match engine.ingest.signal(signal, data).await? {
+        Some(run_id) => Ok(Json(json!({"data": {"run_id": run_id.to_string()}, "metadata": meta()}))),
+        None => Err(ApiError::NotFound("No signal found".into())),
+    }
+}

@@ -242,6 +242,16 @@ pub(super) fn apply_all(conn: &Connection, ops: &[WriteOp]) -> Result<CommitOutc
             WriteOp::Guarded { guard, then, otherwise } => {
                 let passed = match guard {
                     Guard::ConsumePause(id) => exec(conn, "DELETE FROM pauses WHERE id = ?", params![id])? == 1,
+                    Guard::ClaimSignal { signal, replace, now_ms } => {
+                        exec(
+                            conn,
+                            "UPDATE pauses SET correlation_id = NULL
+                             WHERE kind = 'signal' AND correlation_id = ?1 AND (?2 OR expires_at_ms < ?3)",
+                            params![signal, replace, now_ms],
+                        )?;
+                        query_opt(conn, "SELECT 1 FROM pauses WHERE kind = 'signal' AND correlation_id = ?", params![signal], |_| Ok(()))?
+                            .is_none()
+                    }
                     Guard::UniqueKey { scope, key, now_ms, expires_at_ms } => {
                         exec(
                             conn,
