@@ -184,6 +184,68 @@ const functions = [
   }),
 ];
 
+// Step tools the engine carries out itself (v4 only): signals, step.fetch,
+// step.ai.infer, and group.parallel race mode. Used by
+// crates/ingot-cli/tests/e2e_steps.rs.
+if (major === 4) {
+  const { openai, anthropic } = require(pkg);
+  functions.push(
+    fn({ id: "signal-waiter", name: "Signal waiter" }, { event: "e2e/signal-wait" }, async ({ event, step }) => {
+      const got = await step.waitForSignal("wait-for-signal", {
+        signal: event.data.signal,
+        timeout: event.data.timeout || "30s",
+        onConflict: "replace",
+      });
+      return { got };
+    }),
+    fn({ id: "signal-sender", name: "Signal sender" }, { event: "e2e/signal-send" }, async ({ event, step }) => {
+      const sent = await step.sendSignal("send-signal", { signal: event.data.signal, data: event.data.data });
+      return { sent };
+    }),
+    fn({ id: "fetcher", name: "Fetcher", retries: 1 }, { event: "e2e/fetch" }, async ({ event, step }) => {
+      const res = await step.fetch(event.data.url, {
+        method: "POST",
+        headers: { "x-e2e": "fetch-header", "content-type": "application/json" },
+        body: JSON.stringify({ hello: "world" }),
+      });
+      const text = await res.text();
+      return { status: res.status, text, reply_header: res.headers.get("x-reply") };
+    }),
+    fn({ id: "inferer", name: "Inferer" }, { event: "e2e/infer" }, async ({ event, step }) => {
+      // The key lives in the app, as a real one would: never in an event.
+      const { format, base } = event.data;
+      const key = `sk-e2e-${format}-key-0123456789`;
+      const model =
+        format === "anthropic"
+          ? anthropic({ model: "claude-test", apiKey: key, baseUrl: base, defaultParameters: { max_tokens: 64 } })
+          : openai({ model: "gpt-test", apiKey: key, baseUrl: base });
+      const body =
+        format === "anthropic"
+          ? { max_tokens: 64, messages: [{ role: "user", content: "say hi" }] }
+          : { messages: [{ role: "user", content: "say hi" }] };
+      const out = await step.ai.infer("ask-model", { model, body });
+      return { out };
+    }),
+    fn({ id: "racer", name: "Racer" }, { event: "e2e/race" }, async ({ step, group }) => {
+      const winner = await group.parallel({ mode: "race" }, () =>
+        Promise.race([
+          step.run("fast", () => "fast"),
+          step.run("slow", async () => {
+            await new Promise((r) => setTimeout(r, 4000));
+            record({ fn: "racer", step: "slow", t_done: Date.now() });
+            return "slow";
+          }),
+        ]),
+      );
+      const after = await step.run("after-race", () => {
+        record({ fn: "racer", step: "after-race" });
+        return winner;
+      });
+      return { winner, after };
+    }),
+  );
+}
+
 const handler = serve({ client: inngest, functions });
 const server = http.createServer((req, res) => {
   if (req.url === "/api/inngest" || req.url.startsWith("/api/inngest?")) return handler(req, res);
