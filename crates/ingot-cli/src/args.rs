@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use ingot_core::backoff::RetryPolicy;
 use ingot_engine::{EngineConfig, Mode};
@@ -67,8 +67,8 @@ pub enum Command {
 
 const DEV_HELP: &str = "Also accepted, as `inngest dev` takes them, and ignored with a notice: --tick, \
 --connect-gateway-port, --connect-gateway-grpc-port, --connect-gateway-grpc-ip, --connect-executor-grpc-port, \
---connect-executor-grpc-ip, --debug-api-port, --system-trace-endpoint, --system-trace-url-path, --postgres-uri and \
-the other --postgres-* flags.
+--connect-executor-grpc-ip, --debug-api-port, --system-trace-endpoint, --system-trace-url-path, \
+--postgres-max-idle-conns, --postgres-conn-max-idle-time and --postgres-conn-max-lifetime.
 
 Examples:
   ingot dev -u http://localhost:3000/api/inngest
@@ -77,7 +77,8 @@ Examples:
 
 const START_HELP: &str = "Also accepted, as `inngest start` takes them, and ignored with a notice: --tick, --redis-uri, \
 --connect-gateway-port, --connect-gateway-grpc-port, --connect-gateway-grpc-ip, --connect-executor-grpc-port, \
---connect-executor-grpc-ip, --postgres-uri and the other --postgres-* flags.
+--connect-executor-grpc-ip, --postgres-max-idle-conns, --postgres-conn-max-idle-time and \
+--postgres-conn-max-lifetime.
 
 Examples:
   ingot start --signing-key \"signkey-prod-$(openssl rand -hex 32)\" --event-key \"$(openssl rand -hex 32)\" \\
@@ -147,6 +148,19 @@ pub struct ServeArgs {
     /// Directory of the SQLite database (the file is ingot.db in it; --db wins).
     #[arg(long, env = "INNGEST_SQLITE_DIR")]
     pub sqlite_dir: Option<PathBuf>,
+    /// Store everything in this PostgreSQL database instead of SQLite
+    /// (postgres://user:pass@host:5432/db); several engines may share it.
+    #[arg(long, env = "INNGEST_POSTGRES_URI")]
+    pub postgres_uri: Option<String>,
+    /// Most pooled PostgreSQL connections (reads and claims; the writer and
+    /// the listener have one each).
+    #[arg(long, env = "INNGEST_POSTGRES_MAX_OPEN_CONNS", default_value_t = 16)]
+    pub postgres_max_open_conns: u32,
+    /// With PostgreSQL: how long a node's claim on an item lasts unless the
+    /// node renews it (it does, every third of this, while it lives); the
+    /// work of a node that died is taken by the others after this.
+    #[arg(long, env = "INGOT_POSTGRES_LEASE_SECS", default_value_t = 30)]
+    pub postgres_lease_secs: u64,
     /// Most SDK calls in flight at once.
     #[arg(long, env = "INNGEST_QUEUE_WORKERS", default_value_t = 256)]
     pub queue_workers: usize,
@@ -180,12 +194,8 @@ pub struct Compat {
     pub connect_executor_grpc_port: Option<u16>,
     #[arg(long, env = "INNGEST_CONNECT_EXECUTOR_GRPC_IP", hide = true)]
     pub connect_executor_grpc_ip: Option<String>,
-    #[arg(long, env = "INNGEST_POSTGRES_URI", hide = true)]
-    pub postgres_uri: Option<String>,
     #[arg(long, env = "INNGEST_POSTGRES_MAX_IDLE_CONNS", hide = true)]
     pub postgres_max_idle_conns: Option<u32>,
-    #[arg(long, env = "INNGEST_POSTGRES_MAX_OPEN_CONNS", hide = true)]
-    pub postgres_max_open_conns: Option<u32>,
     #[arg(long, env = "INNGEST_POSTGRES_CONN_MAX_IDLE_TIME", hide = true)]
     pub postgres_conn_max_idle_time: Option<u32>,
     #[arg(long, env = "INNGEST_POSTGRES_CONN_MAX_LIFETIME", hide = true)]
@@ -204,21 +214,19 @@ pub struct DevCompat {
 }
 
 const CONNECT: &str = "ignored: Ingot has no Connect gateway (apps are called over HTTP)";
-const POSTGRES: &str = "ignored: this build stores everything in SQLite (see --db)";
+const POSTGRES: &str = "ignored: the PostgreSQL pool keeps up to --postgres-max-open-conns connections and recycles broken ones";
 
 impl Compat {
     /// One line per ignored flag that was given.
     fn notices(&self) -> Vec<String> {
-        let given: [(&str, bool, &str); 11] = [
+        let given: [(&str, bool, &str); 9] = [
             ("--tick", self.tick.is_some(), "ignored: Ingot's queue is not polled (workers wake at the next due item)"),
             ("--connect-gateway-port", self.connect_gateway_port.is_some(), CONNECT),
             ("--connect-gateway-grpc-port", self.connect_gateway_grpc_port.is_some(), CONNECT),
             ("--connect-gateway-grpc-ip", self.connect_gateway_grpc_ip.is_some(), CONNECT),
             ("--connect-executor-grpc-port", self.connect_executor_grpc_port.is_some(), CONNECT),
             ("--connect-executor-grpc-ip", self.connect_executor_grpc_ip.is_some(), CONNECT),
-            ("--postgres-uri", self.postgres_uri.is_some(), POSTGRES),
             ("--postgres-max-idle-conns", self.postgres_max_idle_conns.is_some(), POSTGRES),
-            ("--postgres-max-open-conns", self.postgres_max_open_conns.is_some(), POSTGRES),
             ("--postgres-conn-max-idle-time", self.postgres_conn_max_idle_time.is_some(), POSTGRES),
             ("--postgres-conn-max-lifetime", self.postgres_conn_max_lifetime.is_some(), POSTGRES),
         ];
@@ -237,11 +245,36 @@ impl DevCompat {
     }
 }
 
+/// Where the engine keeps its state.
+pub enum StoreChoice {
+    /// The SQLite file (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database several engines may share.
+    Postgres { uri: String, max_conns: usize, lease: Duration },
+}
+
+impl StoreChoice {
+    /// What to print: the file, or the database without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreChoice::Sqlite(db) => db.display().to_string(),
+            StoreChoice::Postgres { uri, .. } => match reqwest::Url::parse(uri) {
+                Ok(mut u) if u.password().is_some() => {
+                    let _ = u.set_password(Some("***"));
+                    u.to_string()
+                }
+                Ok(u) => u.to_string(),
+                Err(_) => "PostgreSQL".into(),
+            },
+        }
+    }
+}
+
 /// The settings of `dev` or `start`, validated.
 pub struct Resolved {
     pub host: String,
     pub port: u16,
-    pub db: PathBuf,
+    pub store: StoreChoice,
     pub ui: Ui,
     pub engine: EngineConfig,
     /// One line per flag that was accepted and ignored.
@@ -301,12 +334,18 @@ impl ServeArgs {
         engine.workers = self.queue_workers.max(1);
         engine.public_url = format!("http://{}:{}", self.host, self.port);
         engine.retention = Duration::from_secs(self.retention_days.max(1) * 24 * 3600);
-        let db = match (self.db, self.sqlite_dir) {
-            (Some(db), _) => db,
-            (None, Some(dir)) => dir.join("ingot.db"),
-            (None, None) => PathBuf::from(".ingot").join("ingot.db"),
+        let store = match (self.postgres_uri.filter(|u| !u.trim().is_empty()), self.db, self.sqlite_dir) {
+            (Some(uri), None, None) => StoreChoice::Postgres {
+                uri,
+                max_conns: self.postgres_max_open_conns.max(1) as usize,
+                lease: Duration::from_secs(self.postgres_lease_secs.max(1)),
+            },
+            (Some(_), _, _) => bail!("--postgres-uri and --db/--sqlite-dir name two databases: give one"),
+            (None, Some(db), _) => StoreChoice::Sqlite(db),
+            (None, None, Some(dir)) => StoreChoice::Sqlite(dir.join("ingot.db")),
+            (None, None, None) => StoreChoice::Sqlite(PathBuf::from(".ingot").join("ingot.db")),
         };
         let ui = if self.no_ui { Ui::Off } else { Ui::Served };
-        Ok(Resolved { host: self.host, port: self.port, db, ui, engine, notices })
+        Ok(Resolved { host: self.host, port: self.port, store, ui, engine, notices })
     }
 }

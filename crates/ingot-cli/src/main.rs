@@ -18,9 +18,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clap::{CommandFactory, FromArgMatches};
 use ingot_engine::{Clock, Engine};
-use ingot_store::{SqliteStore, StoreError};
+use ingot_store::{SqliteStore, Store, StoreError};
+use ingot_store_postgres::{PgOptions, PgStore};
 
-use args::{Cli, Command, GlobalArgs, Resolved, Ui};
+use args::{Cli, Command, GlobalArgs, Resolved, StoreChoice, Ui};
 use client::Output;
 
 fn main() {
@@ -91,19 +92,25 @@ async fn serve(resolved: Resolved, mode: ingot_engine::Mode, notices: &[String])
     for notice in notices {
         tracing::warn!("{notice}");
     }
-    let store = match SqliteStore::open(&resolved.db).await {
-        Ok(store) => store,
-        // The message names the database and who holds it; there is nothing to add.
-        Err(e @ StoreError::Locked { .. }) => bail!("{e}"),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("opening {}", resolved.db.display()))),
+    let store: Arc<dyn Store> = match &resolved.store {
+        StoreChoice::Sqlite(db) => match SqliteStore::open(db).await {
+            Ok(store) => Arc::new(store),
+            // The message names the database and who holds it; there is nothing to add.
+            Err(e @ StoreError::Locked { .. }) => bail!("{e}"),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("opening {}", db.display()))),
+        },
+        StoreChoice::Postgres { uri, max_conns, lease } => {
+            let opts = PgOptions { max_conns: *max_conns, lease: *lease, node_id: None };
+            PgStore::connect(uri, opts).await.with_context(|| format!("opening {}", resolved.store.describe()))?
+        }
     };
-    let engine = Engine::new(resolved.engine, Arc::new(store), Clock::system()).await?;
+    let engine = Engine::new(resolved.engine, store, Clock::system()).await?;
     let addr: SocketAddr = format!("{}:{}", resolved.host, resolved.port)
         .parse()
         .with_context(|| format!("bad address {}:{}", resolved.host, resolved.port))?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     engine.start();
-    tracing::info!("Ingot {} listening on http://{addr} (database {})", mode_name(mode), resolved.db.display());
+    tracing::info!("Ingot {} listening on http://{addr} (database {})", mode_name(mode), resolved.store.describe());
     let (drain_tx, mut drain_rx) = tokio::sync::watch::channel(false);
     let router = match resolved.ui {
         Ui::Served => engine.router(),

@@ -226,10 +226,10 @@ fn help_shows_examples_and_dev_shows_only_its_flags() {
         assert!(help.contains("Examples:\n  ingot "), "`ingot {cmd} --help` has no examples:\n{help}");
     }
     let dev = ok(ingot(&["dev", "--help"], None));
-    for absent in ["--signing-key", "--event-key", "--redis-uri", "--tick <", "--postgres-uri <"] {
+    for absent in ["--signing-key", "--event-key", "--redis-uri", "--tick <", "--postgres-max-idle-conns <"] {
         assert!(!dev.contains(absent), "`ingot dev --help` shows {absent}:\n{dev}");
     }
-    for present in ["--sdk-url", "--no-discovery", "--log-level", "--config", "--queue-workers", "--no-ui"] {
+    for present in ["--sdk-url", "--no-discovery", "--log-level", "--config", "--queue-workers", "--no-ui", "--postgres-uri"] {
         assert!(dev.contains(present), "`ingot dev --help` lacks {present}:\n{dev}");
     }
     let start = ok(ingot(&["start", "--help"], None));
@@ -262,9 +262,7 @@ async fn dev_accepts_the_flags_of_inngest_dev_with_a_notice_for_those_it_ignores
         "--queue-workers",
         "4",
         "--persist",
-        "--postgres-uri",
-        "postgres://localhost/x",
-        "--postgres-max-open-conns",
+        "--postgres-max-idle-conns",
         "5",
         "--connect-gateway-port",
         "8289",
@@ -273,13 +271,7 @@ async fn dev_accepts_the_flags_of_inngest_dev_with_a_notice_for_those_it_ignores
     ];
     let engine = EngineProc::start(&args).await.unwrap();
     let log = wait_log(&engine.dir().join("engine-0.log"), "--debug-api-port").await;
-    for notice in [
-        "--tick: ignored",
-        "--postgres-uri: ignored",
-        "--postgres-max-open-conns: ignored",
-        "--connect-gateway-port: ignored",
-        "--persist: always on",
-    ] {
+    for notice in ["--tick: ignored", "--postgres-max-idle-conns: ignored", "--connect-gateway-port: ignored", "--persist: always on"] {
         assert_eq!(log.lines().filter(|l| l.contains(notice)).count(), 1, "one notice {notice:?}:\n{log}");
     }
     let r = engine.http.get(format!("{}/", engine.base)).send().await.unwrap();

@@ -92,6 +92,9 @@ impl Engine {
         tokio::spawn(self.worker.clone().dispatch(self.shutdown.subscribe()));
         tokio::spawn(sync::sync_loop(self.sync.clone(), self.shutdown.subscribe()));
         tokio::spawn(retention::retention_loop(self.shared.clone(), self.shutdown.subscribe()));
+        if self.shared.store.shared_by_nodes() {
+            tokio::spawn(shared::follow_other_nodes(self.shared.clone(), self.shutdown.subscribe()));
+        }
     }
 
     /// Asks the loops to stop; in-flight work is abandoned and resumes on restart.

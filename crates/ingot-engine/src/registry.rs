@@ -98,6 +98,14 @@ impl Registry {
         self.functions.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// What changes when a function is synced, added or archived: each
+    /// function's slug and update time.
+    pub fn fingerprint(&self) -> Vec<(String, i64)> {
+        let mut v: Vec<_> = self.snapshot().values().map(|f| (f.record.slug.0.clone(), f.record.updated_at_ms)).collect();
+        v.sort();
+        v
+    }
+
     pub fn get(&self, slug: &str) -> Option<Arc<Function>> {
         self.snapshot().get(slug).cloned()
     }

@@ -57,3 +57,31 @@ impl Paused {
         Ok(if paused { set.insert(slug.to_string()) } else { set.remove(slug) })
     }
 }
+
+/// How often a node re-reads what other nodes change.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// On a store several nodes share: re-reads the synced functions and the
+/// paused flags every [`FOLLOW_EVERY`] (a sync or a pause on another node
+/// reaches this one that much later), and queues the next tick of any cron
+/// trigger they added (a tick is one queue item per function and expression
+/// in the shared queue, so it fires once across the nodes).
+pub async fn follow_other_nodes(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let before = shared.registry.fingerprint();
+        if let Err(e) = shared.registry.reload(shared.store.as_ref()).await {
+            tracing::warn!(error = %e, "re-reading synced functions failed");
+        }
+        if shared.registry.fingerprint() != before {
+            tracing::info!("synced functions changed on another node");
+            crate::cron::schedule_all(&shared).await;
+        }
+        if let Err(e) = shared.paused.load(shared.store.as_ref()).await {
+            tracing::warn!(error = %e, "re-reading paused functions failed");
+        }
+    }
+}

@@ -200,6 +200,10 @@ impl Store for PgStore {
         self.local.notify.clone()
     }
 
+    fn shared_by_nodes(&self) -> bool {
+        true
+    }
+
     async fn apps(&self) -> Result<Vec<AppRecord>> {
         self.read_apps().await
     }

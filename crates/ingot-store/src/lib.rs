@@ -103,6 +103,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release(&self, lease: &Lease) -> Result<()>;
     /// Resolves when a commit enqueued new work.
     fn work_notify(&self) -> std::sync::Arc<tokio::sync::Notify>;
+    /// Whether other engine nodes may write this store too (then each node
+    /// re-reads what others change: synced functions, paused flags).
+    fn shared_by_nodes(&self) -> bool {
+        false
+    }
 
     async fn apps(&self) -> Result<Vec<AppRecord>>;
     async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>>;

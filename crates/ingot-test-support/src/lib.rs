@@ -570,6 +570,9 @@ impl Drop for TestEnv {
                 }
             }
         }
+        if let Some(dir) = &self.dir {
+            store::drop_database_for(dir.path());
+        }
         // `app`, `engine` and `dir` are dropped after this, in that order.
     }
 }
@@ -658,8 +661,7 @@ fn engine_command(port: u16, app_url: &str, dir: &Path) -> Command {
     scrub_inngest_env(&mut cmd);
     cmd.args(["dev", "--host", "127.0.0.1", "--port"])
         .arg(port.to_string())
-        .arg("--db")
-        .arg(dir.join("ingot.db"))
+        .args(store::engine_store_args(dir))
         .args(["--no-discovery", "--retry-interval", "1", "--poll-interval", "1", "-u", app_url])
         .current_dir(dir);
     if std::env::var_os("RUST_LOG").is_none() {
@@ -938,8 +940,7 @@ impl EngineProc {
         scrub_inngest_env(&mut cmd);
         cmd.args([self.command, "--host", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
-            .arg("--db")
-            .arg(dir.join("ingot.db"))
+            .args(store::engine_store_args(&dir))
             .args(["--no-discovery", "--no-poll", "--retry-interval", "1"])
             .args(&self.args)
             .current_dir(&dir);
@@ -981,11 +982,15 @@ impl Drop for EngineProc {
                 }
             }
         }
-        // The process (if any) is killed when `proc` drops.
+        self.proc = None;
+        if let Some(dir) = &self.dir {
+            store::drop_database_for(dir.path());
+        }
     }
 }
 
 pub mod app_scenarios;
+pub mod store;
 
 /// Scenarios shared by the JS and Python apps (same function ids, triggers
 /// and results). Each returns an error instead of panicking, so the caller's

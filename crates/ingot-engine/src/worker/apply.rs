@@ -73,7 +73,6 @@ impl Worker {
                 Policy { retry: shared.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
             let now = shared.clock.now_ms();
             let decision = decide_with(&run.state, input.clone(), now, policy, &shared.registry);
-            let ended = decision.state.status.is_terminal();
             let result = match self.carry_out(&run, decision, &events, now, lifecycle).await {
                 Ok(mut decided) => {
                     decided.extend(extra.iter().cloned());
@@ -86,12 +85,7 @@ impl Worker {
                 Err(e) => Err(e),
             };
             let error = match result {
-                Ok(()) => {
-                    if ended {
-                        self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run_id);
-                    }
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(e) if e.is_conflict() => continue,
                 // Another claim holds the item now: the decision is theirs to make.
                 Err(e) if e.is_lease_lost() => return Err(e),

@@ -6,8 +6,7 @@
 mod apply;
 mod fire;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ingot_core::flow::ConcurrencyKey;
@@ -32,8 +31,6 @@ pub struct Worker {
     limiter: Limiter,
     /// At most this many items are processed at once.
     slots: Arc<Semaphore>,
-    /// Runs with a start timeout whose first call has been sent (they have started).
-    started: Mutex<HashSet<RunId>>,
 }
 
 /// What processing an item came to.
@@ -49,7 +46,7 @@ enum Outcome {
 impl Worker {
     pub fn new(shared: Arc<Shared>, ingest: Arc<Ingest>, starter: Arc<Starter>) -> Worker {
         let workers = shared.config.workers.max(1);
-        Worker { shared, ingest, starter, limiter: Limiter::default(), slots: Arc::new(Semaphore::new(workers)), started: Mutex::default() }
+        Worker { shared, ingest, starter, limiter: Limiter::default(), slots: Arc::new(Semaphore::new(workers)) }
     }
 
     /// Cancels a run now: the decision is committed before this returns.
@@ -186,7 +183,8 @@ impl Worker {
                 let function = shared.registry.get(run.state.function.as_str());
                 let first_call = run.state.version == -1 && run.state.done.is_empty();
                 if first_call && function.as_ref().is_some_and(|f| f.flow.timeouts.as_ref().is_some_and(|t| t.start.is_some())) {
-                    self.started.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id());
+                    // Stored before the call, so a start timeout on any node sees the run started.
+                    shared.commit(vec![started_marker(run.id(), shared.clock.now_ms())]).await?;
                 }
                 match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
                     None => Input::FunctionNotFound { target, attempt },
@@ -233,7 +231,7 @@ impl Worker {
                 }
             }
             Work::StartTimeout => {
-                let call_sent = self.started.lock().unwrap_or_else(|e| e.into_inner()).remove(&run.id());
+                let call_sent = shared.store.run_history(run.id()).await?.iter().any(|h| h.kind == STARTED);
                 Input::StartTimeout { call_sent }
             }
             Work::Cancel => Input::Cancel,
@@ -291,6 +289,24 @@ fn reply_kind(reply: &Reply) -> String {
         Reply::Error { status, .. } => format!("error {status}"),
         Reply::Invalid(_) => "invalid".into(),
     }
+}
+
+/// The history kind that says a run's first call was sent.
+const STARTED: &str = "started";
+
+/// The history line stored before a run's first call when a start timeout
+/// watches it.
+fn started_marker(run_id: RunId, now: i64) -> WriteOp {
+    WriteOp::History(HistoryRecord {
+        run_id,
+        at_ms: now,
+        kind: STARTED.into(),
+        step: None,
+        name: None,
+        attempt: None,
+        duration_ms: None,
+        detail: Value::Null,
+    })
 }
 
 /// Records one SDK call in the run's history.

@@ -206,8 +206,8 @@ pub(super) fn apply_all(conn: &Connection, ops: &[WriteOp]) -> Result<CommitOutc
                     params![skip.function, skip.event_id.to_string(), skip.reason, skip.at_ms],
                 )?;
             }
-            WriteOp::Ack(id) => {
-                exec(conn, "DELETE FROM queue WHERE id = ?", params![id.0])?;
+            WriteOp::Ack(lease) => {
+                exec(conn, "DELETE FROM queue WHERE id = ?", params![lease.item.0])?;
             }
             WriteOp::InsertPause(p) => {
                 exec(
