@@ -160,12 +160,15 @@ pub(crate) async fn apply_all(tx: &mut Tx<'_>, ops: &[WriteOp], node: &str) -> R
             ),
             // Deletes the item if this lease still holds it; an item already
             // gone is fine, one another claim holds fails the commit.
-            WriteOp::Ack(lease) => tx.write_held(
-                "WITH gone AS (DELETE FROM queue WHERE id = $1 AND leased_by = $2 RETURNING 1)
+            WriteOp::Ack(lease) => {
+                tx.write("DELETE FROM concurrency_slots WHERE item_id = $1", params![lease.item.0.clone()]);
+                tx.write_held(
+                    "WITH gone AS (DELETE FROM queue WHERE id = $1 AND leased_by = $2 RETURNING 1)
                  SELECT 1 WHERE EXISTS (SELECT 1 FROM gone) OR NOT EXISTS (SELECT 1 FROM queue WHERE id = $1)",
-                params![lease.item.0.clone(), format!("{node}/{}", lease.token)],
-                format!("queue item {} is no longer held under lease {}", lease.item.0, lease.token),
-            ),
+                    params![lease.item.0.clone(), format!("{node}/{}", lease.token)],
+                    format!("queue item {} is no longer held under lease {}", lease.item.0, lease.token),
+                )
+            }
             WriteOp::InsertPause(p) => tx.write(
                 "INSERT INTO pauses (id, run_id, step, kind, event_name, if_exp, correlation_id, trigger, expires_at_ms)
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)

@@ -16,6 +16,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use std::sync::atomic::Ordering;
 
+use ingot_core::flow::ConcurrencyKey;
 use ingot_store::{Claim, Claimed, Lease, QueueItem, Result, StoreError};
 
 use crate::rows::queue_row;
@@ -48,7 +49,8 @@ const NEXT: &str = "SELECT
         (SELECT MIN(lease_until_ms) - ingot_now_ms() FROM queue
          WHERE lease_until_ms > ingot_now_ms() AND NOT starts_with(leased_by, $2)) AS lease_wait";
 
-const RELEASE: &str = "UPDATE queue SET leased_by = NULL, lease_until_ms = NULL WHERE id = ANY($1) AND leased_by = $2";
+const RELEASE: &str = "WITH freed AS (DELETE FROM concurrency_slots WHERE item_id = ANY($1) AND leased_by = $2)
+    UPDATE queue SET leased_by = NULL, lease_until_ms = NULL WHERE id = ANY($1) AND leased_by = $2";
 
 const RENEW: &str = "UPDATE queue SET lease_until_ms = ingot_now_ms() + $1 WHERE id = ANY($2) AND leased_by = ANY($3)";
 
@@ -154,4 +156,42 @@ pub(crate) async fn renew(pool: Pool, local: Weak<Local>) {
             tracing::warn!(error = %e, held = held.len(), "could not renew leases");
         }
     }
+}
+
+/// Deletes a key's slots that no longer count (their item was acked or
+/// released, or its lease ran out), then counts the rest.
+const SLOTS_IN_USE: &str = "WITH stale AS (
+        DELETE FROM concurrency_slots s WHERE s.key = $1 AND NOT EXISTS (
+            SELECT 1 FROM queue q WHERE q.id = s.item_id AND q.leased_by = s.leased_by AND q.lease_until_ms > ingot_now_ms()))
+    SELECT count(*) FROM concurrency_slots s WHERE s.key = $1 AND EXISTS (
+        SELECT 1 FROM queue q WHERE q.id = s.item_id AND q.leased_by = s.leased_by AND q.lease_until_ms > ingot_now_ms())";
+
+const TAKE_SLOT: &str = "INSERT INTO concurrency_slots (key, item_id, leased_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+/// Takes a slot of every key for `lease`, all or none, in one transaction
+/// that holds each key's advisory lock (in key order, so two nodes never
+/// wait on each other in a cycle): two nodes counting at once take turns.
+pub(crate) async fn take_slots(pool: &Pool, local: &Local, lease: &Lease, keys: &[ConcurrencyKey]) -> Result<bool> {
+    if local.held().get(&lease.item) != Some(&lease.token) {
+        return Err(lost(lease));
+    }
+    let mut keys: Vec<&ConcurrencyKey> = keys.iter().collect();
+    keys.sort_by(|a, b| a.key.cmp(&b.key));
+    keys.dedup_by(|a, b| a.key == b.key);
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let leased_by = local.lease_value(lease.token);
+    for k in &keys {
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&k.key]).await.map_err(pg_error)?;
+        let in_use: i64 = tx.query_one(SLOTS_IN_USE, &[&k.key]).await.map_err(pg_error)?.get(0);
+        if in_use >= i64::from(k.limit) {
+            tx.rollback().await.map_err(pg_error)?;
+            return Ok(false);
+        }
+    }
+    for k in &keys {
+        tx.execute(TAKE_SLOT, &[&k.key, &lease.item.0, &leased_by]).await.map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(true)
 }

@@ -204,6 +204,10 @@ impl Store for PgStore {
         true
     }
 
+    async fn take_slots(&self, lease: &Lease, keys: &[ingot_core::flow::ConcurrencyKey]) -> Result<bool> {
+        lease::take_slots(&self.pool, &self.local, lease, keys).await
+    }
+
     async fn apps(&self) -> Result<Vec<AppRecord>> {
         self.read_apps().await
     }

@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "0003_paused_functions.sql", include_str!("../migrations/postgres/0003_paused_functions.sql")),
     (4, "0004_retention_sessions.sql", include_str!("../migrations/postgres/0004_retention_sessions.sql")),
     (5, "0005_signals.sql", include_str!("../migrations/postgres/0005_signals.sql")),
+    (6, "0006_concurrency_slots.sql", include_str!("../migrations/postgres/0006_concurrency_slots.sql")),
 ];
 
 /// The advisory lock nodes take while they migrate ("ingotmig" as bytes).

@@ -318,3 +318,49 @@ async fn the_store_reconnects_after_its_connections_are_killed() {
     })
     .await;
 }
+
+/// One concurrency limit across two nodes: a slot taken on one node counts
+/// on the other until the call's ack frees it, and a dead node's slot is
+/// freed when its lease runs out.
+#[tokio::test]
+async fn one_concurrency_limit_holds_across_two_nodes() {
+    common::with_fresh_db(|uri| async move {
+        let lease = Duration::from_millis(400);
+        let (a, b) = (node(&uri, Duration::from_secs(30)).await, node(&uri, Duration::from_secs(30)).await);
+        let key = |k: &str| vec![ingot_core::flow::ConcurrencyKey { key: k.into(), limit: 1 }];
+        let rid = RunId(Ulid::new());
+        a.commit(Commit { ops: vec![WriteOp::Enqueue(item(rid, 0))] }).await.unwrap();
+        let first = a.claim(10, 1).await.unwrap().items.remove(0).lease;
+        b.commit(Commit { ops: vec![WriteOp::Enqueue(item(rid, 1))] }).await.unwrap();
+        let second = b.claim(10, 1).await.unwrap().items.remove(0).lease;
+        assert!(a.take_slots(&first, &key("c:fn:x")).await.unwrap(), "the first call takes the slot");
+        assert!(!b.take_slots(&second, &key("c:fn:x")).await.unwrap(), "the other node's call waits");
+        assert!(b.take_slots(&second, &key("c:fn:other")).await.unwrap(), "another key is free");
+        a.commit(Commit { ops: vec![WriteOp::Ack(first)] }).await.unwrap();
+        assert!(b.take_slots(&second, &key("c:fn:x")).await.unwrap(), "the ack freed the slot");
+        b.commit(Commit { ops: vec![WriteOp::Ack(second)] }).await.unwrap();
+
+        // A node that dies holding a slot: the slot counts until its lease ends.
+        let dying = node(&uri, lease).await;
+        dying.commit(Commit { ops: vec![WriteOp::Enqueue(item(rid, 2))] }).await.unwrap();
+        let held = dying.claim(10, 1).await.unwrap().items.remove(0).lease;
+        assert!(dying.take_slots(&held, &key("c:fn:y")).await.unwrap());
+        b.commit(Commit { ops: vec![WriteOp::Enqueue(item(rid, 3))] }).await.unwrap();
+        let waiting = loop {
+            let c = b.claim(10, 10).await.unwrap();
+            if let Some(i) = c.items.into_iter().next() {
+                break i.lease;
+            }
+        };
+        assert!(!b.take_slots(&waiting, &key("c:fn:y")).await.unwrap(), "a live holder's slot counts");
+        drop(dying);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !b.take_slots(&waiting, &key("c:fn:y")).await.unwrap() {
+            assert!(Instant::now() < deadline, "a dead node's slot was never freed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A slot never outlives its lease: a lost lease takes no slot.
+        assert!(matches!(a.take_slots(&waiting, &key("c:fn:z")).await, Err(StoreError::LeaseLost(_))));
+    })
+    .await;
+}

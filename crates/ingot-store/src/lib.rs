@@ -104,12 +104,23 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves when a commit enqueued new work.
     fn work_notify(&self) -> std::sync::Arc<tokio::sync::Notify>;
     /// Whether other engine nodes may write this store too (then each node
-    /// re-reads what others change: synced functions, paused flags).
+    /// re-reads what others change: synced functions, paused flags, and
+    /// takes concurrency slots through [`Store::take_slots`]).
     fn shared_by_nodes(&self) -> bool {
         false
     }
 
     async fn apps(&self) -> Result<Vec<AppRecord>>;
+    /// On a store nodes share: takes one slot of every concurrency key for
+    /// the call of the item under `lease`, all or none; `false` when a key
+    /// is at its limit. A slot is held while the item stays queued under
+    /// that lease: the ack of its call, a release, or the lease running out
+    /// (a dead node) frees it. Stores one engine owns leave this to the
+    /// engine's in-process limiter.
+    async fn take_slots(&self, lease: &Lease, keys: &[ingot_core::flow::ConcurrencyKey]) -> Result<bool> {
+        let _ = (lease, keys);
+        Err(StoreError::Unavailable("this store leaves concurrency slots to the engine".into()))
+    }
     async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>>;
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>>;

@@ -240,6 +240,23 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// The directory holding the engine's database (SQLite), logs and E2E_LOG.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("dir is kept until drop").path()
+    }
+
+    /// The log of the running engine process.
+    pub fn engine_log(&self) -> &Path {
+        &self.engine.log
+    }
+
+    /// The engine's PostgreSQL database, when the engines under test run on
+    /// PostgreSQL (`INGOT_TEST_STORE=postgres`): another engine given it
+    /// shares this one's work.
+    pub fn database_uri(&self) -> Option<String> {
+        store::on_postgres().then(|| store::database_for(self.dir()))
+    }
+
     /// Starts the app and the engine and waits until the app is synced.
     /// Panics (after printing both logs) if that does not happen in time.
     pub async fn start(sdk: Sdk) -> TestEnv {
@@ -919,6 +936,11 @@ impl EngineProc {
         self.dir.as_ref().expect("dir is kept until drop").path()
     }
 
+    /// The log of the running (or last) engine process.
+    pub fn log(&self) -> PathBuf {
+        self.dir().join(format!("engine-{}.log", self.incarnation.saturating_sub(1)))
+    }
+
     /// SIGKILL: no shutdown, no flush; in-flight calls are abandoned.
     pub fn kill_hard(&mut self) -> Result<()> {
         if let Some(mut p) = self.proc.take() {
@@ -938,9 +960,12 @@ impl EngineProc {
         let dir = self.dir().to_path_buf();
         let mut cmd = Command::new(bin_path("ingot"));
         scrub_inngest_env(&mut cmd);
+        // A test that names the database itself (`--db`, `--postgres-uri`) gets that one.
+        let named = self.args.iter().any(|a| a == "--db" || a == "--postgres-uri");
+        let store = if named { Vec::new() } else { store::engine_store_args(&dir) };
         cmd.args([self.command, "--host", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
-            .args(store::engine_store_args(&dir))
+            .args(store)
             .args(["--no-discovery", "--no-poll", "--retry-interval", "1"])
             .args(&self.args)
             .current_dir(&dir);

@@ -33,6 +33,10 @@ pub struct Worker {
     slots: Arc<Semaphore>,
 }
 
+/// How long a call waits before it asks again for a concurrency slot held on
+/// another node (plus up to a quarter more, so waiting calls spread out).
+const SHARED_SLOT_RETRY: i64 = 200;
+
 /// What processing an item came to.
 enum Outcome {
     /// Committed (acked, or moved on).
@@ -144,6 +148,12 @@ impl Worker {
     /// claimed meanwhile.
     async fn defer(&self, item: &Claimed, waiting: usize) -> Result<Outcome> {
         let delay = (waiting as i64).saturating_mul(10).clamp(1_000, 60_000);
+        self.retry_later(item, delay).await
+    }
+
+    /// Acks the item and queues it again `delay` ms from now.
+    async fn retry_later(&self, item: &Claimed, delay: i64) -> Result<Outcome> {
+        let delay = delay + rand::random::<u16>() as i64 % (delay / 4 + 1);
         let now = self.shared.clock.now_ms();
         let later = QueueItem { dedupe: item.dedupe.clone(), ..QueueItem::new(item.run_id, item.work.clone(), now + delay) };
         self.shared.commit(vec![WriteOp::Ack(item.lease.clone()), WriteOp::Enqueue(later)]).await?;
@@ -172,7 +182,12 @@ impl Worker {
         let mut slots = None;
         let input = match item.work.clone() {
             Work::Call { target, attempt } => {
-                if _held.is_none() && !run.state.concurrency.is_empty() {
+                if !run.state.concurrency.is_empty() && shared.store.shared_by_nodes() {
+                    // Several nodes share the limit: the slots are rows in the store.
+                    if !shared.store.take_slots(&item.lease, &run.state.concurrency).await? {
+                        return self.retry_later(&item, SHARED_SLOT_RETRY).await;
+                    }
+                } else if _held.is_none() && !run.state.concurrency.is_empty() {
                     match self.limiter.admit(&item, &run.state.concurrency) {
                         Admission::Acquired => {}
                         Admission::Parked => return Ok(Outcome::Parked),

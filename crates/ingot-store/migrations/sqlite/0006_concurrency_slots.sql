@@ -1,0 +1,4 @@
+-- 0006: PostgreSQL adds its concurrency-slot table here (several nodes
+-- share one limit). A SQLite database has one engine, which keeps its
+-- concurrency slots in the process (ingot-engine's limiter), so nothing
+-- changes in this schema; the file keeps both schemas' versions in step.
