@@ -7,6 +7,7 @@
 #   tests/sdk-apps/py/.venv          python3 -m venv + pip install -r requirements.txt
 #   /usr/bin/chromium                apt-get install chromium (only when missing)
 #   tests/browser/node_modules       npm ci (playwright-core, driving that chromium)
+#   /usr/bin/promtool                apt-get install prometheus (only when missing)
 #
 # Idempotent: each part records a hash of its lock file (and tool versions)
 # and is skipped when nothing changed. FORCE=1 reinstalls both.
@@ -92,6 +93,18 @@ else
   say "browser: npm ci in tests/browser"
   (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
   printf '%s\n' "$browser_want" > "$browser_stamp"
+fi
+
+# --- Metrics tests: promtool (Debian's prometheus package) -----------------
+if command -v promtool >/dev/null; then
+  say "promtool: $(promtool --version 2>&1 | head -n1)"
+else
+  command -v apt-get >/dev/null || die "promtool is missing and apt-get is not available to install it"
+  say "promtool: installing prometheus with apt-get"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 say "done"

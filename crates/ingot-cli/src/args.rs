@@ -333,6 +333,7 @@ impl ServeArgs {
         engine.event_keys = event_keys;
         engine.workers = self.queue_workers.max(1);
         engine.public_url = format!("http://{}:{}", self.host, self.port);
+        engine.otlp = ingot_engine::traces::OtlpConfig::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
         engine.retention = Duration::from_secs(self.retention_days.max(1) * 24 * 3600);
         let store = match (self.postgres_uri.filter(|u| !u.trim().is_empty()), self.db, self.sqlite_dir) {
             (Some(uri), None, None) => StoreChoice::Postgres {

@@ -50,6 +50,8 @@ pub struct EngineConfig {
     /// private addresses; unset, `ingot dev` may and `ingot start` may not
     /// ([`EngineConfig::gateway_private_allowed`]).
     pub gateway_allow_private: Option<bool>,
+    /// Where OpenTelemetry traces go; `None` exports none.
+    pub otlp: Option<crate::traces::OtlpConfig>,
 }
 
 /// Shortest signing key accepted by `ingot start`, in hex characters (16
@@ -123,6 +125,7 @@ impl EngineConfig {
             checkpointing: true,
             gateway_timeout: Duration::from_secs(300),
             gateway_allow_private: None,
+            otlp: None,
         }
     }
 

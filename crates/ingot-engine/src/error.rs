@@ -38,6 +38,9 @@ pub enum EngineError {
         #[source]
         source: Box<EngineError>,
     },
+    /// The trace exporter could not be set up.
+    #[error("traces: {0}")]
+    Telemetry(String),
     /// An event the engine built itself did not parse (a bug, reported, never a panic).
     #[error("an event the engine built is invalid: {0}")]
     InternalEvent(String),

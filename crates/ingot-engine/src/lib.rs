@@ -12,6 +12,7 @@
 //! [`queries::Queries`].
 
 pub mod api;
+pub mod backlog;
 pub mod clock;
 pub mod config;
 pub mod cron;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod gateway;
 pub mod ingest;
 pub mod limiter;
+pub mod metrics;
 pub mod queries;
 pub mod registry;
 mod retention;
@@ -28,6 +30,7 @@ pub mod sessions;
 pub mod shared;
 pub mod starter;
 pub mod sync;
+pub mod traces;
 pub mod worker;
 
 use std::sync::Arc;
@@ -67,8 +70,23 @@ impl Engine {
         config.validate()?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).timeout(config.call_timeout).build()?;
         let gateway = gateway::Gateway::new(config.gateway_timeout, config.gateway_private_allowed())?;
-        let shared =
-            Arc::new(Shared { config, store, registry: registry::Registry::default(), clock, http, gateway, paused: Paused::default() });
+        let metrics = Arc::new(metrics::Metrics::new());
+        let traces = match &config.otlp {
+            Some(otlp) => traces::Traces::start(otlp, metrics.clone()).map_err(EngineError::Telemetry)?,
+            None => traces::Traces::off(),
+        };
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            registry: registry::Registry::default(),
+            clock,
+            http,
+            gateway,
+            paused: Paused::default(),
+            metrics,
+            traces,
+            backlog: backlog::Backlog::default(),
+        });
         shared.registry.reload(shared.store.as_ref()).await?;
         shared.paused.load(shared.store.as_ref()).await?;
         let starter = Arc::new(starter::Starter::new(shared.clone()));
@@ -92,6 +110,7 @@ impl Engine {
         tokio::spawn(self.worker.clone().dispatch(self.shutdown.subscribe()));
         tokio::spawn(sync::sync_loop(self.sync.clone(), self.shutdown.subscribe()));
         tokio::spawn(retention::retention_loop(self.shared.clone(), self.shutdown.subscribe()));
+        tokio::spawn(backlog::sample_loop(self.shared.clone(), self.shutdown.subscribe()));
         if self.shared.store.shared_by_nodes() {
             tokio::spawn(shared::follow_other_nodes(self.shared.clone(), self.shutdown.subscribe()));
         }
@@ -115,6 +134,16 @@ impl Engine {
     /// Pauses or resumes a function, durably; returns whether that changed anything.
     pub async fn set_paused(&self, slug: &str, paused: bool) -> error::Result<bool> {
         self.shared.paused.set(self.shared.store.as_ref(), slug, paused).await
+    }
+
+    /// The engine's metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    /// Sends every span recorded so far to the OTLP exporter and waits for it.
+    pub async fn flush_traces(&self) {
+        self.shared.traces.flush().await
     }
 
     /// The HTTP API.

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod stats;
+
 use ingot_core::{EventId, RunId};
 use ingot_store::{AppRecord, EventFilter, HistoryRecord, QueueItem, RunFilter, RunRecord, SkipRecord, StepRecord, StoredEvent};
 use serde_json::Value;

@@ -7,7 +7,9 @@ use std::sync::{Arc, RwLock};
 use ingot_store::{Commit, Store, WriteOp};
 
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::traces::Traces;
 use crate::{Clock, EngineConfig};
 
 /// The state the services share; built once by [`crate::Engine::new`].
@@ -20,12 +22,62 @@ pub struct Shared {
     /// Makes `step.fetch` and `step.ai.infer` requests.
     pub gateway: crate::gateway::Gateway,
     pub paused: Paused,
+    /// Counted in the shell: here, in the worker and in the driver's caller.
+    pub metrics: Arc<Metrics>,
+    /// Run and step spans, when OTLP export is on.
+    pub traces: Traces,
+    /// The queue's last hour, for the Runs page.
+    pub backlog: crate::backlog::Backlog,
 }
 
 impl Shared {
-    /// Commits `ops` as one commit.
+    /// Commits `ops` as one commit, and counts what it did once it is stored.
     pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<ingot_store::CommitOutcome> {
-        Ok(self.store.commit(Commit { ops }).await?)
+        let started = std::time::Instant::now();
+        // The ops move into the commit: what to count is noted first (names, not payloads).
+        let tally = Metrics::tally(&ops);
+        let count = ops.len();
+        match self.store.commit(Commit { ops }).await {
+            Ok(outcome) => {
+                self.metrics.committed(&tally, count, &outcome.guards_passed, started.elapsed());
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics.commit_failed(&e);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// An item due at `due_ms` was claimed at `now_ms`.
+    pub fn claimed(&self, due_ms: i64, now_ms: i64) {
+        self.metrics.claimed(due_ms, now_ms);
+        self.backlog.claimed(now_ms - due_ms);
+    }
+
+    /// Counts one SDK call of `run` and records its spans.
+    pub fn observe_call(
+        &self,
+        run: &ingot_store::RunRecord,
+        events: &[serde_json::Value],
+        step_id: &str,
+        attempt: u32,
+        started: std::time::SystemTime,
+        outcome: &crate::driver::CallOutcome,
+    ) {
+        self.metrics.observe_call(run.state.function.as_str(), &outcome.reply, outcome.status, outcome.duration);
+        self.traces.record_call(&crate::traces::CallSpan {
+            state: &run.state,
+            event_id: run.event_ids.first().map(|e| e.to_string()),
+            event: events.first(),
+            step_id,
+            attempt,
+            started,
+            took: outcome.duration,
+            reply: &outcome.reply,
+        });
     }
 }
 

@@ -110,6 +110,12 @@ impl Store for Refusing {
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
         self.inner.session(id).await
     }
+    async fn queue_depth(&self, now_ms: i64) -> Result<ingot_store::QueueDepth> {
+        self.inner.queue_depth(now_ms).await
+    }
+    async fn call_samples(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<ingot_store::CallSample>> {
+        self.inner.call_samples(function, since_ms, limit).await
+    }
 }
 
 async fn call(engine: &Arc<Engine>, method: &str, uri: &str, body: String) -> Value {

@@ -287,4 +287,12 @@ impl Store for PgStore {
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
         self.read_session(id).await
     }
+
+    async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth> {
+        self.read_queue_depth(now_ms).await
+    }
+
+    async fn call_samples(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<CallSample>> {
+        self.read_call_samples(function, since_ms, limit).await
+    }
 }

@@ -265,3 +265,28 @@ impl PgStore {
         .await
     }
 }
+
+/// What the metrics and the dashboard's charts read.
+impl PgStore {
+    pub(crate) async fn read_queue_depth(&self, now_ms: i64) -> Result<QueueDepth> {
+        let depth = self
+            .one("SELECT COUNT(*) FILTER (WHERE available_at_ms <= $1) AS due, COUNT(*) AS total FROM queue", &[&now_ms], |r| {
+                let (due, total): (i64, i64) = (col(r, "due")?, col(r, "total")?);
+                Ok(QueueDepth { due: due as u64, future: (total - due) as u64 })
+            })
+            .await?;
+        Ok(depth.unwrap_or_default())
+    }
+
+    pub(crate) async fn read_call_samples(&self, function: &str, since_ms: i64, n: usize) -> Result<Vec<CallSample>> {
+        // Run ids are ULIDs: the smallest id of a run created at `since_ms`.
+        let floor = ulid::Ulid::from_parts(since_ms.max(0) as u64, 0).to_string();
+        self.all(
+            "SELECT h.at_ms, COALESCE(h.duration_ms, 0) AS duration_ms FROM runs r JOIN history h ON h.run_id = r.id \
+             WHERE r.function = $1 AND r.id >= $2 AND h.kind = 'call' AND h.at_ms >= $3 ORDER BY h.at_ms DESC, h.id DESC LIMIT $4",
+            &[&function, &floor, &since_ms, &limit(n)],
+            |r| Ok(CallSample { at_ms: col(r, "at_ms")?, duration_ms: col(r, "duration_ms")? }),
+        )
+        .await
+    }
+}

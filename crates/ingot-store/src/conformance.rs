@@ -50,6 +50,8 @@ pub async fn run_all(store: &dyn Store) {
     sessions_are_kept_until_deleted(store).await;
     retention_purges_what_finished_runs_and_time_leave(store).await;
     retention_passes_stop_at_their_limit(store).await;
+    queue_depth_counts_due_and_future_items(store).await;
+    call_samples_are_a_functions_recent_calls(store).await;
 }
 
 async fn sessions_are_kept_until_deleted(store: &dyn Store) {
@@ -582,4 +584,68 @@ async fn sync_archives_missing_functions(store: &dyn Store) {
     assert_eq!(active, vec!["conf-app-a".to_string()]);
     let all = store.functions(true).await.unwrap();
     assert!(all.iter().any(|x| x.slug.0 == "conf-app-b" && x.archived));
+}
+
+async fn queue_depth_counts_due_and_future_items(store: &dyn Store) {
+    // Earlier checks left items behind: compare before and after.
+    let now = 1_000_000_000;
+    let before = store.queue_depth(now).await.unwrap();
+    let run_id = RunId(Ulid::new());
+    let mut ops = vec![WriteOp::InsertRun(run(run_id, EventId(Ulid::new())))];
+    ops.extend([now - 5, now, now + 1, now + 60_000, now + 1].into_iter().map(|at| WriteOp::Enqueue(item(run_id, at))));
+    store.commit(Commit { ops }).await.unwrap();
+    let after = store.queue_depth(now).await.unwrap();
+    assert_eq!((after.due - before.due, after.future - before.future), (2, 3), "{before:?} -> {after:?}");
+    // A claimed item is still queued until it is acked.
+    let claim = store.claim(now, 1).await.unwrap();
+    assert_eq!(claim.items.len(), 1);
+    assert_eq!(store.queue_depth(now).await.unwrap(), after);
+    store.commit(Commit { ops: vec![WriteOp::Ack(claim.items[0].lease.clone())] }).await.unwrap();
+    let acked = store.queue_depth(now).await.unwrap();
+    assert_eq!(acked.due + acked.future, after.due + after.future - 1);
+}
+
+async fn call_samples_are_a_functions_recent_calls(store: &dyn Store) {
+    let of = |function: &str, created_ms: u64| {
+        let mut r = run(RunId(Ulid::from_parts(created_ms, rand_bits())), EventId(Ulid::new()));
+        r.state.function = FunctionSlug(function.into());
+        r
+    };
+    let line = |run_id: RunId, kind: &str, at_ms: i64, duration_ms: Option<i64>| {
+        WriteOp::History(HistoryRecord {
+            run_id,
+            at_ms,
+            kind: kind.into(),
+            step: Some("step".into()),
+            name: None,
+            attempt: Some(0),
+            duration_ms,
+            detail: json!({}),
+        })
+    };
+    let (recent, old, other) = (of("stats-f", 10_000), of("stats-f", 5_000), of("stats-g", 10_000));
+    let ops = vec![
+        WriteOp::InsertRun(recent.clone()),
+        WriteOp::InsertRun(old.clone()),
+        WriteOp::InsertRun(other.clone()),
+        line(recent.id(), "call", 10_100, Some(5)),
+        line(recent.id(), "call", 10_200, Some(7)),
+        line(recent.id(), "sleep", 10_250, None),
+        line(recent.id(), "call", 8_000, Some(9)),
+        // Created before the window: left out even though its call is inside it.
+        line(old.id(), "call", 10_300, Some(11)),
+        line(other.id(), "call", 10_400, Some(13)),
+    ];
+    store.commit(Commit { ops }).await.unwrap();
+    let got = store.call_samples("stats-f", 9_000, 0).await.unwrap();
+    let want = vec![crate::CallSample { at_ms: 10_200, duration_ms: 7 }, crate::CallSample { at_ms: 10_100, duration_ms: 5 }];
+    assert_eq!(got, want);
+    assert_eq!(store.call_samples("stats-f", 9_000, 1).await.unwrap(), want[..1]);
+    assert_eq!(store.call_samples("stats-g", 9_000, 0).await.unwrap(), vec![crate::CallSample { at_ms: 10_400, duration_ms: 13 }]);
+    assert!(store.call_samples("stats-none", 0, 0).await.unwrap().is_empty());
+}
+
+/// Random low bits for a ULID made at a chosen time.
+fn rand_bits() -> u128 {
+    Ulid::new().random()
 }

@@ -13,6 +13,7 @@ mod lock;
 pub mod mem;
 pub mod records;
 pub mod sqlite;
+mod stats;
 
 use async_trait::async_trait;
 use ingot_core::{EventId, RunId};
@@ -20,6 +21,7 @@ use ingot_core::{EventId, RunId};
 pub use mem::MemStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
+pub use stats::{CallSample, QueueDepth};
 
 /// Errors a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -148,4 +150,10 @@ pub trait Store: Send + Sync + 'static {
     async fn singleton_holder(&self, scope: &str, key: &str) -> Result<Option<RunId>>;
     /// A dashboard session by id, expired or not (the caller compares the expiry to its clock).
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>>;
+
+    /// How many items are queued, due at `now_ms` and later (leased ones included).
+    async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth>;
+    /// The SDK calls (`call` history lines) of `function`'s runs created at or
+    /// after `since_ms`, made at or after it, newest first, at most `limit`.
+    async fn call_samples(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<CallSample>>;
 }

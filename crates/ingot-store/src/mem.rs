@@ -9,7 +9,7 @@ use ingot_core::{EventId, RunId};
 use tokio::sync::Notify;
 
 use crate::records::*;
-use crate::{Claim, Claimed, Lease, Result, Store, StoreError};
+use crate::{CallSample, Claim, Claimed, Lease, QueueDepth, Result, Store, StoreError};
 
 #[derive(Default)]
 struct Inner {
@@ -545,5 +545,26 @@ impl Store for MemStore {
 
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
         Ok(self.lock().sessions.get(id).cloned())
+    }
+
+    async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth> {
+        let inner = self.lock();
+        let due = inner.queue.values().filter(|q| q.available_at_ms <= now_ms).count() as u64;
+        Ok(QueueDepth { due, future: inner.queue.len() as u64 - due })
+    }
+
+    async fn call_samples(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<CallSample>> {
+        let inner = self.lock();
+        let mut out: Vec<(i64, usize, CallSample)> = Vec::new();
+        for run in inner.runs.values().filter(|r| r.state.function.as_str() == function && r.id().0.timestamp_ms() as i64 >= since_ms) {
+            for (i, h) in inner.history.get(&run.id()).into_iter().flatten().enumerate() {
+                if h.kind == "call" && h.at_ms >= since_ms {
+                    out.push((h.at_ms, i, CallSample { at_ms: h.at_ms, duration_ms: h.duration_ms.unwrap_or(0) }));
+                }
+            }
+        }
+        out.sort_by_key(|x| std::cmp::Reverse((x.0, x.1)));
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        Ok(out.into_iter().take(limit).map(|(_, _, s)| s).collect())
     }
 }

@@ -58,6 +58,9 @@ pub async fn send(State(engine): State<Arc<Engine>>, Path(key): Path<String>, he
             Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("event {i}: {e}")),
         }
     }
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        crate::traces::carry_traceparent(&mut events, tp);
+    }
     let seeded = headers.get("x-inngest-event-id-seed").and_then(|v| v.to_str().ok()).and_then(|s| seeded_ids(s, events.len()));
     match ingest(&engine, events, seeded).await {
         Ok(ids) => (StatusCode::OK, Json(json!({"ids": ids, "status": 200}))).into_response(),

@@ -11,6 +11,7 @@ mod events;
 pub mod gql;
 pub mod limits;
 pub mod live;
+mod observe;
 pub mod origin;
 mod rest;
 mod sdk;
@@ -69,6 +70,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/dashboard/events", get(dashboard::events_feed))
         .route("/v1/dashboard/events/{id}", get(dashboard::event_detail))
         .route("/v1/stream", get(live::stream))
+        .route("/metrics", get(observe::metrics))
+        .route("/v1/functions/{slug}/stats", get(observe::function_stats))
+        .route("/v1/queue/stats", get(observe::queue_stats))
         .merge(gql)
         .merge(ingot_dashboard::pages());
     let guarded = limits::limit(guarded, limits::DEFAULT, StatusCode::PAYLOAD_TOO_LARGE)

@@ -96,9 +96,12 @@ pub async fn checkpoint(State(engine): State<Arc<Engine>>, Path(id): Path<String
     let parsed: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     let steps = parsed.get("steps").cloned().unwrap_or(Value::Array(Vec::new()));
     let ops = ingot_protocol::opcode::parse_ops(steps.to_string().as_bytes()).map_err(ApiError::BadRequest)?;
-    if engine.queries.run(rid).await?.status().is_terminal() {
+    let run = engine.queries.run(rid).await?;
+    if run.status().is_terminal() {
         return Err(ApiError::Refused(StatusCode::CONFLICT, "the run has ended".into()));
     }
+    let opcodes: Vec<String> = ops.iter().map(|o| o.op.as_str().to_string()).collect();
     engine.worker.apply(rid, ingot_core::Input::Checkpoint { ops }).await?;
+    engine.metrics().checkpointed(run.state.function.as_str(), &opcodes);
     Ok(StatusCode::OK)
 }

@@ -82,7 +82,9 @@ impl Worker {
             let mut sleep_for = Duration::from_secs(1);
             if let Some(claim) = claim {
                 let full = claim.items.len() == free;
+                let claimed_at = self.shared.clock.now_ms();
                 for item in claim.items {
+                    self.shared.claimed(item.available_at_ms, claimed_at);
                     let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
                     self.clone().spawn_item(item, permit, None);
                 }
@@ -218,6 +220,7 @@ impl Worker {
                             checkpoint.as_deref().map(|f| (f, qi.as_str())),
                         );
                         let now = shared.clock.now_ms();
+                        let started = std::time::SystemTime::now();
                         let span = tracing::debug_span!("step", step_id = target.step_id(), attempt);
                         let outcome = tracing::Instrument::instrument(
                             driver::call(&shared.http, &url, &request, shared.config.signing_key.as_deref(), now / 1000),
@@ -225,6 +228,7 @@ impl Worker {
                         )
                         .await;
                         tracing::debug!(step_id = target.step_id(), attempt, status = ?outcome.status, reply = reply_kind(&outcome.reply), "called the SDK");
+                        shared.observe_call(&run, &events, target.step_id(), attempt, started, &outcome);
                         extra.push(call_history(run.id(), now, target.step_id(), attempt, &outcome));
                         // step.fetch / step.ai.infer ops: the engine makes their requests.
                         let (gateway, history) = shared.gateway.perform(&run.state, &outcome.reply, shared.clock.now_ms()).await;

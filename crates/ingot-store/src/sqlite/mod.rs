@@ -195,4 +195,12 @@ impl Store for SqliteStore {
     async fn session(&self, id: &str) -> Result<Option<SessionRecord>> {
         reads::session(self, id).await
     }
+
+    async fn queue_depth(&self, now_ms: i64) -> Result<crate::QueueDepth> {
+        reads::queue_depth(self, now_ms).await
+    }
+
+    async fn call_samples(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<crate::CallSample>> {
+        reads::call_samples(self, function, since_ms, limit).await
+    }
 }

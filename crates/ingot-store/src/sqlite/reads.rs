@@ -333,3 +333,33 @@ pub(super) async fn session(store: &SqliteStore, id: &str) -> Result<Option<Sess
         })
         .await
 }
+
+pub(super) async fn queue_depth(store: &SqliteStore, now_ms: i64) -> Result<crate::QueueDepth> {
+    store
+        .read(move |conn| {
+            query_opt(conn, "SELECT COALESCE(SUM(available_at_ms <= ?1), 0) AS due, COUNT(*) AS total FROM queue", params![now_ms], |r| {
+                let (due, total): (i64, i64) = (col(r, "due")?, col(r, "total")?);
+                Ok(crate::QueueDepth { due: due as u64, future: (total - due) as u64 })
+            })
+        })
+        .await
+        .map(Option::unwrap_or_default)
+}
+
+pub(super) async fn call_samples(store: &SqliteStore, function: &str, since_ms: i64, limit: usize) -> Result<Vec<crate::CallSample>> {
+    let function = function.to_string();
+    // Run ids are ULIDs: the smallest id of a run created at `since_ms`.
+    let floor = ulid::Ulid::from_parts(since_ms.max(0) as u64, 0).to_string();
+    let limit = if limit == 0 { -1 } else { limit as i64 };
+    store
+        .read(move |conn| {
+            query_all(
+                conn,
+                "SELECT h.at_ms AS at_ms, COALESCE(h.duration_ms, 0) AS duration_ms FROM runs r JOIN history h ON h.run_id = r.id \
+                 WHERE r.function = ?1 AND r.id >= ?2 AND h.kind = 'call' AND h.at_ms >= ?3 ORDER BY h.at_ms DESC, h.id DESC LIMIT ?4",
+                params![function, floor, since_ms, limit],
+                |r| Ok(crate::CallSample { at_ms: col(r, "at_ms")?, duration_ms: col(r, "duration_ms")? }),
+            )
+        })
+        .await
+}
