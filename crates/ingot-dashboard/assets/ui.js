@@ -78,7 +78,7 @@ export function tickTimes(root = document) {
 
 export const shortId = (id) => (id ? id.slice(-8).toLowerCase() : "");
 
-const STATUS_LABEL = { Running: "Running", Completed: "Completed", Failed: "Failed", Cancelled: "Cancelled" };
+const STATUS_LABEL = { Queued: "Queued", Running: "Running", Completed: "Completed", Failed: "Failed", Cancelled: "Cancelled" };
 
 /** A status badge for a run status (`Running`) or span status (`RUNNING`). */
 export function badge(status, label) {
@@ -148,11 +148,25 @@ export async function copy(text) {
 
 // ---- feedback --------------------------------------------------------------
 
-export function toast(message, isError = false) {
-  const el = h("div.toast", { class: isError ? "error" : "", role: "status" }, message);
+/**
+ * A passing message. `to` ({href, label}) adds a link to what the action
+ * created (a run, an event); such toasts stay a little longer.
+ */
+export function toast(message, isError = false, to = null) {
+  const el = h("div.toast", { class: isError ? "error" : "", role: "status", "data-testid": "toast" }, message,
+    to ? [" ", h("a.toast-link", { href: to.href, "data-link": true, "data-testid": "toast-link" }, to.label || "Open →")] : null);
   document.getElementById("toasts").append(el);
-  setTimeout(() => el.remove(), isError ? 6000 : 3200);
+  setTimeout(() => el.remove(), isError ? 6000 : to ? 8000 : 3200);
 }
+
+/** "in 12s" / "now": how long until `ms` (epoch ms) from `now`. */
+export function untilText(ms, now = Date.now()) {
+  const d = ms - now;
+  return d <= 500 ? "now" : `in ${duration(d).replace(/\.\d+s$/, "s")}`;
+}
+
+/** Whole numbers with thousands separators. */
+export const count = (n) => Number(n).toLocaleString("en-US");
 
 export const empty = (title, text) => h("div.empty", h("strong", title), text ? h("span", text) : null);
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ingot_core::start::{plan_run, plan_start, RunPlan, StartGuard, StartPlan, StartRequest};
 use ingot_core::{CallTarget, EventId, RunId, RunState};
-use ingot_store::{Guard, Pause, PauseKind, QueueItem, RunRecord, SkipRecord, Work, WriteOp};
+use ingot_store::{Guard, HistoryRecord, Pause, PauseKind, QueueItem, RunRecord, SkipRecord, StepRecord, Work, WriteOp};
 use serde_json::Value;
 use ulid::Ulid;
 
@@ -100,20 +100,65 @@ impl Starter {
         }
     }
 
-    /// A new run of `run`'s function with the same events, from the start.
+    /// A new run of `run`'s function with the same events: from the start,
+    /// or from the step `from` (a step id), keeping the steps memoized before
+    /// it (in completion order), so the SDK replays them and runs `from` again.
     /// Flow control that decides whether an event starts a run (idempotency,
     /// rate limits, debounce, batching) does not apply: the user asked for it.
-    pub async fn rerun(&self, run: &RunRecord) -> Result<RunId> {
+    /// Both runs' histories record the link (`rerun_of` and `rerun`).
+    pub async fn rerun(&self, run: &RunRecord, from: Option<&str>) -> Result<RunId> {
         let slug = run.state.function.as_str();
         let f = self.shared.registry.get(slug).ok_or_else(|| EngineError::Refused(format!("function {slug} is no longer synced")))?;
         let events = self.shared.store.events_by_ids(&run.event_ids).await?;
         let first = events.first().map(|e| e.payload.clone()).unwrap_or_else(|| serde_json::json!({}));
+        let kept = match from {
+            None => Vec::new(),
+            Some(step) => {
+                let mut steps = self.shared.store.run_steps(run.id()).await?;
+                steps.sort_by_key(|s| s.seq);
+                let at = steps
+                    .iter()
+                    .position(|s| s.step == step || s.name == step)
+                    .ok_or_else(|| EngineError::NotFound(format!("run {} has no memoized step {step:?}", run.id())))?;
+                steps.truncate(at);
+                steps
+            }
+        };
         let new_id = RunId(Ulid::new());
-        let ops = run_ops(&f, new_id, run.event_ids.clone(), &first, None, self.shared.clock.now_ms());
+        let now = self.shared.clock.now_ms();
+        let mut ops = run_ops(&f, new_id, run.event_ids.clone(), &first, None, now);
+        if let Some(WriteOp::InsertRun(r)) = ops.first_mut() {
+            for s in &kept {
+                r.state.done.insert(s.step.clone());
+                r.state.state_bytes += serde_json::to_vec(&s.memo).map_or(0, |b| b.len() as u64);
+            }
+        }
+        for s in kept {
+            ops.push(WriteOp::SaveStep(StepRecord { run_id: new_id, at_ms: now, seq: 0, ..s }));
+        }
+        let link = |run_id: RunId, kind: &str, detail: Value| {
+            WriteOp::History(HistoryRecord {
+                run_id,
+                at_ms: now,
+                kind: kind.into(),
+                step: from.map(str::to_string),
+                name: None,
+                attempt: None,
+                duration_ms: None,
+                detail,
+            })
+        };
+        ops.push(link(new_id, RERUN_OF, serde_json::json!({"run_id": run.id().to_string()})));
+        ops.push(link(run.id(), RERUN, serde_json::json!({"run_id": new_id.to_string()})));
         self.shared.commit(ops).await?;
         Ok(new_id)
     }
 }
+
+/// The history kind on a rerun naming the run it reruns (`detail.run_id`).
+pub const RERUN_OF: &str = "rerun_of";
+/// The history kind on a run naming one of its reruns (`detail.run_id`).
+pub const RERUN: &str = "rerun";
 
 /// The writes that create a run of `f` (when a batch or debounce fires,
 /// a cron ticks, or a run is rerun): no start guards.

@@ -62,6 +62,9 @@ impl Store for Refusing {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         self.inner.runs(filter).await
     }
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        self.inner.count_runs(filter).await
+    }
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
         self.inner.runs_for_event(id).await
     }
@@ -83,6 +86,9 @@ impl Store for Refusing {
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
         self.inner.events(filter).await
     }
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        self.inner.count_events(filter).await
+    }
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
         self.inner.pauses_for_event(name).await
     }
@@ -100,6 +106,9 @@ impl Store for Refusing {
     }
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
         self.inner.skips(function, limit).await
+    }
+    async fn skips_for_event(&self, id: EventId) -> Result<Vec<SkipRecord>> {
+        self.inner.skips_for_event(id).await
     }
     async fn paused_functions(&self) -> Result<Vec<String>> {
         self.inner.paused_functions().await

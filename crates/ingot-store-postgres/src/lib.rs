@@ -224,6 +224,10 @@ impl Store for PgStore {
         self.read_runs(filter).await
     }
 
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        self.count_runs_where(filter).await
+    }
+
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
         self.read_runs_for_event(id).await
     }
@@ -252,6 +256,10 @@ impl Store for PgStore {
         self.read_events(filter).await
     }
 
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        self.count_events_where(filter).await
+    }
+
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
         self.read_pauses_for_event(name).await
     }
@@ -274,6 +282,10 @@ impl Store for PgStore {
 
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
         self.read_skips(function, limit).await
+    }
+
+    async fn skips_for_event(&self, id: EventId) -> Result<Vec<SkipRecord>> {
+        self.read_skips_for_event(id).await
     }
 
     async fn paused_functions(&self) -> Result<Vec<String>> {

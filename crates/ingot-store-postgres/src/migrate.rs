@@ -14,6 +14,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "0004_retention_sessions.sql", include_str!("../migrations/postgres/0004_retention_sessions.sql")),
     (5, "0005_signals.sql", include_str!("../migrations/postgres/0005_signals.sql")),
     (6, "0006_concurrency_slots.sql", include_str!("../migrations/postgres/0006_concurrency_slots.sql")),
+    (7, "0007_run_search.sql", include_str!("../migrations/postgres/0007_run_search.sql")),
 ];
 
 /// The advisory lock nodes take while they migrate ("ingotmig" as bytes).

@@ -18,8 +18,62 @@ fn limit(n: usize) -> Option<i64> {
     (n > 0).then(|| big(n))
 }
 
+/// `$n` placeholders.
+fn pg_ph(n: usize) -> String {
+    format!("${n}")
+}
+
+/// A [`Where`] clause's values as PostgreSQL parameters.
+fn pg_params(w: &Where) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    w.params
+        .iter()
+        .map(|p| -> Box<dyn ToSql + Sync + Send> {
+            match p {
+                SqlParam::Text(s) => Box::new(s.clone()),
+                SqlParam::Int(i) => Box::new(*i),
+            }
+        })
+        .collect()
+}
+
+fn limit_sql(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" LIMIT {n}")
+    }
+}
+
 impl PgStore {
-    async fn rows(&self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    /// Runs a query built from a [`Where`] clause.
+    async fn rows_where(&self, sql: &str, w: &Where) -> Result<Vec<Row>> {
+        let params = pg_params(w);
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+        self.rows(sql, &refs).await
+    }
+
+    async fn count_where(&self, sql: &str, w: &Where) -> Result<u64> {
+        let rows = self.rows_where(sql, w).await?;
+        let n: i64 = match rows.first() {
+            Some(r) => col(r, "n")?,
+            None => 0,
+        };
+        Ok(n.max(0) as u64)
+    }
+
+    pub(crate) async fn count_runs_where(&self, filter: &RunFilter) -> Result<u64> {
+        let w = Where::runs(filter, &pg_ph);
+        let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs{}{}) t", w.sql, limit_sql(filter.limit));
+        self.count_where(&sql, &w).await
+    }
+
+    pub(crate) async fn count_events_where(&self, filter: &EventFilter) -> Result<u64> {
+        let w = Where::events(filter, &pg_ph);
+        let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM events{}{}) t", w.sql, limit_sql(filter.limit));
+        self.count_where(&sql, &w).await
+    }
+
+    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let st = client.prepare_cached(sql).await.map_err(pg_error)?;
         client.query(&st, params).await.map_err(pg_error)
@@ -77,15 +131,13 @@ impl PgStore {
     }
 
     pub(crate) async fn read_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let status = filter.status.map(|s| s.as_str());
-        let function = filter.function.as_ref().map(|f| f.0.as_str());
-        self.all(
-            "SELECT id, function, status, state, event_ids, output, started_at_ms, ended_at_ms, correlation_id, rev FROM runs
-             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR function = $2) ORDER BY id DESC LIMIT $3",
-            &[&status, &function, &limit(filter.limit)],
-            run_row,
-        )
-        .await
+        let w = Where::runs(filter, &pg_ph);
+        let sql = format!(
+            "SELECT id, function, status, state, event_ids, output, started_at_ms, ended_at_ms, correlation_id, rev FROM runs{} ORDER BY id DESC{}",
+            w.sql,
+            limit_sql(filter.limit)
+        );
+        self.rows_where(&sql, &w).await?.iter().map(run_row).collect()
     }
 
     pub(crate) async fn read_runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
@@ -161,16 +213,13 @@ impl PgStore {
     }
 
     pub(crate) async fn read_events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
-        let before = filter.before.map(|b| b.to_string());
-        self.all(
-            "SELECT internal_id, name, payload, received_at_ms FROM events
-             WHERE ($1::text IS NULL OR name = $1) AND ($2::text IS NULL OR internal_id < $2)
-             AND ($3::bigint IS NULL OR received_at_ms >= $3) AND ($4::bigint IS NULL OR received_at_ms <= $4)
-             ORDER BY internal_id DESC LIMIT $5",
-            &[&filter.name, &before, &filter.received_after_ms, &filter.received_before_ms, &limit(filter.limit)],
-            event_row,
-        )
-        .await
+        let w = Where::events(filter, &pg_ph);
+        let sql = format!(
+            "SELECT internal_id, name, payload, received_at_ms FROM events{} ORDER BY internal_id DESC{}",
+            w.sql,
+            limit_sql(filter.limit)
+        );
+        self.rows_where(&sql, &w).await?.iter().map(event_row).collect()
     }
 
     pub(crate) async fn read_pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
@@ -247,6 +296,18 @@ impl PgStore {
                 })
             },
         )
+        .await
+    }
+
+    pub(crate) async fn read_skips_for_event(&self, id: EventId) -> Result<Vec<SkipRecord>> {
+        self.all("SELECT function, event_id, reason, at_ms FROM skips WHERE event_id = $1 ORDER BY id", &[&id.to_string()], |r| {
+            Ok(SkipRecord {
+                function: col(r, "function")?,
+                event_id: event_id(col(r, "event_id")?)?,
+                reason: col(r, "reason")?,
+                at_ms: col(r, "at_ms")?,
+            })
+        })
         .await
     }
 

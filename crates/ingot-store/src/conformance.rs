@@ -50,8 +50,137 @@ pub async fn run_all(store: &dyn Store) {
     sessions_are_kept_until_deleted(store).await;
     retention_purges_what_finished_runs_and_time_leave(store).await;
     retention_passes_stop_at_their_limit(store).await;
+    runs_page_by_id_under_every_filter(store).await;
+    events_page_by_id_and_hide_a_prefix(store).await;
     queue_depth_counts_due_and_future_items(store).await;
     call_samples_are_a_functions_recent_calls(store).await;
+}
+
+/// Pages through `filter` `per` at a time with the keyset cursor.
+async fn all_pages(store: &dyn Store, filter: &RunFilter, per: usize) -> Vec<RunId> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.runs(&RunFilter { before, limit: per, ..filter.clone() }).await.unwrap();
+        assert!(page.len() <= per);
+        out.extend(page.iter().map(|r| r.id()));
+        match page.last() {
+            Some(last) if page.len() == per => before = Some(last.id()),
+            _ => return out,
+        }
+    }
+}
+
+/// A run the paging check made: id, function, status, called.
+type Made = (RunId, &'static str, RunStatus, bool);
+
+async fn runs_page_by_id_under_every_filter(store: &dyn Store) {
+    // 24 runs of two functions, in id order; every third one ended, every
+    // other running one has had a call.
+    let ev = EventId(Ulid::new());
+    let mut ops = vec![WriteOp::InsertEvent(StoredEvent { internal_id: ev, name: "srch/e".into(), payload: json!({}), received_at_ms: 1 })];
+    let mut made: Vec<Made> = Vec::new();
+    for i in 0..24 {
+        let id = RunId(Ulid::from_parts(1_700_000_000_000 + i as u64, i as u128));
+        let function = if i % 2 == 0 { "srch-a" } else { "srch-b" };
+        let mut r = run(id, ev);
+        r.state.function = FunctionSlug(function.into());
+        let status = if i % 3 == 0 { RunStatus::Completed } else { RunStatus::Running };
+        r.state.status = status;
+        let called = status == RunStatus::Completed || i % 4 == 1;
+        ops.push(WriteOp::InsertRun(r));
+        if called {
+            ops.push(WriteOp::History(HistoryRecord {
+                run_id: id,
+                at_ms: 5,
+                kind: "call".into(),
+                step: None,
+                name: None,
+                attempt: Some(0),
+                duration_ms: Some(1),
+                detail: json!({}),
+            }));
+        }
+        made.push((id, function, status, called));
+    }
+    store.commit(Commit { ops }).await.unwrap();
+    let newest_first = |pick: &dyn Fn(&Made) -> bool| -> Vec<RunId> {
+        let mut ids: Vec<RunId> = made.iter().filter(|m| pick(m)).map(|m| m.0).collect();
+        ids.sort_by(|a, b| b.cmp(a));
+        ids
+    };
+    let a = FunctionSlug("srch-a".into());
+    let b = FunctionSlug("srch-b".into());
+    let cases: Vec<(RunFilter, Vec<RunId>)> = vec![
+        (RunFilter { function: Some(a.clone()), ..Default::default() }, newest_first(&|m| m.1 == "srch-a")),
+        (
+            RunFilter { function: Some(b.clone()), status: Some(RunStatus::Running), ..Default::default() },
+            newest_first(&|m| m.1 == "srch-b" && m.2 == RunStatus::Running),
+        ),
+        (
+            RunFilter { function: Some(a.clone()), progress: Some(RunProgress::Queued), ..Default::default() },
+            newest_first(&|m| m.1 == "srch-a" && m.2 == RunStatus::Running && !m.3),
+        ),
+        (
+            RunFilter { function: Some(b.clone()), progress: Some(RunProgress::Called), ..Default::default() },
+            newest_first(&|m| m.1 == "srch-b" && m.3),
+        ),
+        (
+            RunFilter { function: Some(b.clone()), since: Some(made[10].0), ..Default::default() },
+            newest_first(&|m| m.1 == "srch-b" && m.0 >= made[10].0),
+        ),
+    ];
+    for (filter, want) in cases {
+        assert!(!want.is_empty(), "{filter:?}");
+        assert_eq!(all_pages(store, &filter, 5).await, want, "paging {filter:?}");
+        assert_eq!(all_pages(store, &filter, 1000).await, want, "one page {filter:?}");
+        assert_eq!(store.count_runs(&filter).await.unwrap(), want.len() as u64, "count {filter:?}");
+        let capped = RunFilter { limit: 2, ..filter.clone() };
+        assert_eq!(store.count_runs(&capped).await.unwrap(), 2, "a count is capped by the limit: {filter:?}");
+    }
+    // A status filter alone pages through these runs too (among others').
+    let running = all_pages(store, &RunFilter { status: Some(RunStatus::Running), ..Default::default() }, 7).await;
+    let mine: Vec<RunId> = running.into_iter().filter(|id| made.iter().any(|m| m.0 == *id)).collect();
+    assert_eq!(mine, newest_first(&|m| m.2 == RunStatus::Running));
+}
+
+async fn events_page_by_id_and_hide_a_prefix(store: &dyn Store) {
+    let mut ops = Vec::new();
+    let mut mine = Vec::new();
+    for i in 0..9u64 {
+        let id = EventId(Ulid::from_parts(1_700_000_100_000 + i, i as u128));
+        let name = if i % 3 == 0 { "srchint/x" } else { "srchpub/y" };
+        ops.push(WriteOp::InsertEvent(StoredEvent {
+            internal_id: id,
+            name: name.into(),
+            payload: json!({}),
+            received_at_ms: 100 + i as i64,
+        }));
+        mine.push((id, name));
+    }
+    store.commit(Commit { ops }).await.unwrap();
+    let mut want: Vec<EventId> = mine.iter().filter(|m| m.1 == "srchpub/y").map(|m| m.0).collect();
+    want.sort_by(|a, b| b.cmp(a));
+    let filter = EventFilter { name: Some("srchpub/y".into()), ..Default::default() };
+    let mut got = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.events(&EventFilter { before, limit: 4, ..filter.clone() }).await.unwrap();
+        got.extend(page.iter().map(|e| e.internal_id));
+        match page.last() {
+            Some(last) if page.len() == 4 => before = Some(last.internal_id),
+            _ => break,
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(store.count_events(&filter).await.unwrap(), 6);
+    let window = EventFilter { received_after_ms: Some(100), received_before_ms: Some(108), ..Default::default() };
+    let all = store.events(&window).await.unwrap();
+    assert!(all.iter().any(|e| e.name == "srchint/x"));
+    let hidden = store.events(&EventFilter { exclude_prefix: Some("srchint/".into()), ..window.clone() }).await.unwrap();
+    assert!(hidden.iter().all(|e| !e.name.starts_with("srchint/")));
+    assert_eq!(hidden.iter().filter(|e| e.name == "srchpub/y").count(), 6);
+    assert_eq!(store.count_events(&EventFilter { exclude_prefix: Some("srchint/".into()), ..window }).await.unwrap(), hidden.len() as u64);
 }
 
 async fn sessions_are_kept_until_deleted(store: &dyn Store) {
@@ -284,6 +413,13 @@ async fn throttle_delays_and_rate_limit_skips(store: &dyn Store) {
     assert_eq!(store.commit(rl(0)).await.unwrap().guards_passed, vec![true]);
     assert_eq!(store.commit(rl(10)).await.unwrap().guards_passed, vec![false]);
     assert_eq!(store.commit(rl(1_000)).await.unwrap().guards_passed, vec![true]);
+    // A skip is found by its event.
+    let ev = EventId(Ulid::new());
+    let skip = |f: &str| WriteOp::Skip(SkipRecord { function: f.into(), event_id: ev, reason: "function paused".into(), at_ms: 7 });
+    store.commit(Commit { ops: vec![skip("sk-a"), skip("sk-b")] }).await.unwrap();
+    let found: Vec<String> = store.skips_for_event(ev).await.unwrap().into_iter().map(|s| s.function).collect();
+    assert_eq!(found, vec!["sk-a".to_string(), "sk-b".to_string()]);
+    assert!(store.skips_for_event(EventId(Ulid::new())).await.unwrap().is_empty());
 }
 
 async fn debounce_keeps_the_newest_event(store: &dyn Store) {

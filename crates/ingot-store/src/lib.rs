@@ -126,7 +126,11 @@ pub trait Store: Send + Sync + 'static {
     async fn functions(&self, include_archived: bool) -> Result<Vec<FunctionRecord>>;
 
     async fn run(&self, id: RunId) -> Result<Option<RunRecord>>;
+    /// Runs passing `filter`, newest (highest id) first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// How many runs [`Store::runs`] would return for `filter` (so its
+    /// `limit` caps the count: a cheap bounded count).
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64>;
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>>;
     async fn run_steps(&self, id: RunId) -> Result<Vec<StepRecord>>;
     async fn run_history(&self, id: RunId) -> Result<Vec<HistoryRecord>>;
@@ -135,6 +139,9 @@ pub trait Store: Send + Sync + 'static {
     async fn event(&self, id: EventId) -> Result<Option<StoredEvent>>;
     async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<StoredEvent>>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
+    /// How many events [`Store::events`] would return for `filter` (its
+    /// `limit` caps the count).
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64>;
 
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>>;
     async fn pause_by_correlation(&self, correlation_id: &str) -> Result<Option<Pause>>;
@@ -144,6 +151,8 @@ pub trait Store: Send + Sync + 'static {
     /// The batch of `(function, key)` that `run_id` will process.
     async fn batch(&self, run_id: RunId) -> Result<Option<BatchRecord>>;
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>>;
+    /// Why the event `id` started no run of some functions (oldest first).
+    async fn skips_for_event(&self, id: EventId) -> Result<Vec<SkipRecord>>;
     /// Functions paused from the dashboard or API.
     async fn paused_functions(&self) -> Result<Vec<String>>;
     /// The run holding a singleton key, if any.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ingot_core::{EventId, RunId};
+use ingot_core::{EventId, RunId, RunStatus};
 use tokio::sync::Notify;
 
 use crate::records::*;
@@ -33,6 +33,26 @@ struct Inner {
     singletons: HashMap<(String, String), RunId>,
     paused: std::collections::BTreeSet<String>,
     sessions: HashMap<String, SessionRecord>,
+}
+
+impl Inner {
+    /// The runs `filter` admits, newest first, at most its limit.
+    fn filtered_runs(&self, filter: &RunFilter) -> Vec<&RunRecord> {
+        let called = |id: &RunId| self.history.get(id).is_some_and(|h| h.iter().any(|h| CALLED_KINDS.contains(&h.kind.as_str())));
+        let mut runs: Vec<&RunRecord> = self
+            .runs
+            .values()
+            .filter(|r| filter.admits(r))
+            .filter(|r| match filter.progress {
+                None => true,
+                Some(RunProgress::Queued) => r.status() == RunStatus::Running && !called(&r.id()),
+                Some(RunProgress::Called) => called(&r.id()),
+            })
+            .collect();
+        runs.sort_by_key(|r| std::cmp::Reverse(r.id()));
+        runs.truncate(if filter.limit == 0 { usize::MAX } else { filter.limit });
+        runs
+    }
 }
 
 fn put_item(inner: &mut Inner, item: QueueItem, enqueued: &mut bool) {
@@ -454,16 +474,11 @@ impl Store for MemStore {
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         let inner = self.lock();
-        let mut runs: Vec<RunRecord> = inner
-            .runs
-            .values()
-            .filter(|r| filter.status.is_none_or(|s| r.status() == s))
-            .filter(|r| filter.function.as_ref().is_none_or(|f| &r.state.function == f))
-            .cloned()
-            .collect();
-        runs.sort_by_key(|r| std::cmp::Reverse(r.id()));
-        runs.truncate(if filter.limit == 0 { usize::MAX } else { filter.limit });
-        Ok(runs)
+        Ok(inner.filtered_runs(filter).into_iter().cloned().collect())
+    }
+
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        Ok(self.lock().filtered_runs(filter).len() as u64)
     }
 
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
@@ -496,17 +511,13 @@ impl Store for MemStore {
     async fn events(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
         let inner = self.lock();
         let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
-        Ok(inner
-            .events
-            .values()
-            .rev()
-            .filter(|e| filter.name.as_ref().is_none_or(|n| &e.name == n))
-            .filter(|e| filter.before.is_none_or(|b| e.internal_id < b))
-            .filter(|e| filter.received_after_ms.is_none_or(|t| e.received_at_ms >= t))
-            .filter(|e| filter.received_before_ms.is_none_or(|t| e.received_at_ms <= t))
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(inner.events.values().rev().filter(|e| filter.admits(e)).take(limit).cloned().collect())
+    }
+
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        let inner = self.lock();
+        let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+        Ok(inner.events.values().rev().filter(|e| filter.admits(e)).take(limit).count() as u64)
     }
 
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
@@ -533,6 +544,10 @@ impl Store for MemStore {
         let inner = self.lock();
         let limit = if limit == 0 { usize::MAX } else { limit };
         Ok(inner.skips.iter().rev().filter(|s| function.is_none_or(|f| s.function == f)).take(limit).cloned().collect())
+    }
+
+    async fn skips_for_event(&self, id: EventId) -> Result<Vec<SkipRecord>> {
+        Ok(self.lock().skips.iter().filter(|s| s.event_id == id).cloned().collect())
     }
 
     async fn paused_functions(&self) -> Result<Vec<String>> {

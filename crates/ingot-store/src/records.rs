@@ -386,22 +386,157 @@ pub struct Purged {
     pub more: bool,
 }
 
-/// Filters for listing runs.
+/// Filters for listing runs, newest first (by id: run ids are ULIDs, so
+/// paging is a keyset on the id, and every filter has an index ending in it).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub function: Option<FunctionSlug>,
+    /// Whether the run has had its first call (see [`RunProgress`]).
+    pub progress: Option<RunProgress>,
+    /// Keyset cursor: only runs whose id is below this one.
+    pub before: Option<RunId>,
+    /// Only runs whose id is at least this one: with ULID ids, a lower bound
+    /// on the time the run was created.
+    pub since: Option<RunId>,
+    /// At most this many (0: all).
     pub limit: usize,
 }
 
-/// Filters for listing events, newest first.
+/// Where a run stands with its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunProgress {
+    /// Running and not yet called: no history line of a [`CALLED_KINDS`] kind.
+    Queued,
+    /// Called at least once (whatever its status now).
+    Called,
+}
+
+/// The history kinds that mean the run's function was called: `call` (a
+/// reply came back) and `started` (the marker stored before a first call
+/// that has a start timeout).
+pub const CALLED_KINDS: [&str; 2] = ["call", "started"];
+
+/// Filters for listing events, newest first (keyset on the internal id).
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub name: Option<String>,
+    /// Keyset cursor: only events whose internal id is below this one.
     pub before: Option<EventId>,
     pub received_after_ms: Option<i64>,
     pub received_before_ms: Option<i64>,
+    /// Leaves out events whose name starts with this (`inngest/` hides the
+    /// engine's own events).
+    pub exclude_prefix: Option<String>,
+    /// At most this many (0: all).
     pub limit: usize,
+}
+
+/// A value bound to a placeholder of a [`Where`] clause.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlParam {
+    Text(String),
+    Int(i64),
+}
+
+/// A `WHERE` clause (empty: no condition) and its parameters, written once
+/// for the SQL backends so their filters cannot drift apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Where {
+    pub sql: String,
+    pub params: Vec<SqlParam>,
+}
+
+impl Where {
+    fn push(&mut self, cond: impl FnOnce(&str) -> String, param: SqlParam, ph: &dyn Fn(usize) -> String) {
+        self.params.push(param);
+        let c = cond(&ph(self.params.len()));
+        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(&c);
+    }
+
+    fn push_raw(&mut self, cond: &str) {
+        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(cond);
+    }
+
+    /// The conditions of `f` over the `runs` table; `ph(n)` writes the n-th
+    /// placeholder (`?n` or `$n`). Only the filters given appear, so the
+    /// planner sees plain equalities and picks the index for them.
+    pub fn runs(f: &RunFilter, ph: &dyn Fn(usize) -> String) -> Where {
+        let mut w = Where::default();
+        if let Some(s) = f.status {
+            w.push(|p| format!("status = {p}"), SqlParam::Text(s.as_str().into()), ph);
+        }
+        if let Some(func) = &f.function {
+            w.push(|p| format!("function = {p}"), SqlParam::Text(func.0.clone()), ph);
+        }
+        if let Some(b) = f.before {
+            w.push(|p| format!("id < {p}"), SqlParam::Text(b.to_string()), ph);
+        }
+        if let Some(s) = f.since {
+            w.push(|p| format!("id >= {p}"), SqlParam::Text(s.to_string()), ph);
+        }
+        let called = format!(
+            "EXISTS (SELECT 1 FROM history h WHERE h.run_id = runs.id AND h.kind IN ({}))",
+            CALLED_KINDS.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+        );
+        match f.progress {
+            Some(RunProgress::Queued) => {
+                if f.status.is_none() {
+                    w.push(|p| format!("status = {p}"), SqlParam::Text(RunStatus::Running.as_str().into()), ph);
+                }
+                w.push_raw(&format!("NOT {called}"));
+            }
+            Some(RunProgress::Called) => w.push_raw(&called),
+            None => {}
+        }
+        w
+    }
+
+    /// The conditions of `f` over the `events` table.
+    pub fn events(f: &EventFilter, ph: &dyn Fn(usize) -> String) -> Where {
+        let mut w = Where::default();
+        if let Some(n) = &f.name {
+            w.push(|p| format!("name = {p}"), SqlParam::Text(n.clone()), ph);
+        }
+        if let Some(b) = f.before {
+            w.push(|p| format!("internal_id < {p}"), SqlParam::Text(b.to_string()), ph);
+        }
+        if let Some(t) = f.received_after_ms {
+            w.push(|p| format!("received_at_ms >= {p}"), SqlParam::Int(t), ph);
+        }
+        if let Some(t) = f.received_before_ms {
+            w.push(|p| format!("received_at_ms <= {p}"), SqlParam::Int(t), ph);
+        }
+        if let Some(prefix) = f.exclude_prefix.as_ref().filter(|p| !p.is_empty()) {
+            let len = prefix.chars().count();
+            w.push(|p| format!("substr(name, 1, {len}) <> {p}"), SqlParam::Text(prefix.clone()), ph);
+        }
+        w
+    }
+}
+
+impl RunFilter {
+    /// Whether `run` passes the filter's own columns (not `progress`, which
+    /// needs the run's history).
+    pub fn admits(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| run.status() == s)
+            && self.function.as_ref().is_none_or(|f| &run.state.function == f)
+            && self.before.is_none_or(|b| run.id() < b)
+            && self.since.is_none_or(|s| run.id() >= s)
+    }
+}
+
+impl EventFilter {
+    /// Whether `e` passes the filter.
+    pub fn admits(&self, e: &StoredEvent) -> bool {
+        self.name.as_ref().is_none_or(|n| &e.name == n)
+            && self.before.is_none_or(|b| e.internal_id < b)
+            && self.received_after_ms.is_none_or(|t| e.received_at_ms >= t)
+            && self.received_before_ms.is_none_or(|t| e.received_at_ms <= t)
+            && self.exclude_prefix.as_ref().filter(|p| !p.is_empty()).is_none_or(|p| !e.name.starts_with(p.as_str()))
+    }
 }
 
 // ---- row mapping helpers shared by backends ----

@@ -88,6 +88,14 @@ const functions = [
     });
   }),
 
+  // A webhook delivery against a receiver that keeps failing: every attempt
+  // fails with its own error (the dashboard's browser test watches it retry).
+  fn({ id: "retrier", name: "Retrier", retries: 20 }, { event: "e2e/retrier" }, async (ctx) => {
+    return await ctx.step.run("deliver", () => {
+      throw new Error(`receiver answered 503 on attempt ${ctx.attempt}`);
+    });
+  }),
+
   fn({ id: "non-retriable", name: "Non-retriable" }, { event: "e2e/nonretriable" }, async (ctx) => {
     await loggedStep(ctx, "non-retriable", "doomed", () => {
       throw new NonRetriableError("nope");

@@ -45,7 +45,10 @@ function invokeDialog(fn, after) {
       h("label.field", h("span", "Payload"), area)),
     submit: async () => {
       const out = await api.invoke(fn.slug, parseJson(area.value, "The payload"));
-      toast("Run started");
+      // The run is stored with its event, so the event names it at once.
+      const ev = await api.event(out.id).catch(() => null);
+      const run = ev && ev.runs && ev.runs[0];
+      toast("Run started", false, run ? { href: `/runs/${run.run_id}`, label: "View run →" } : { href: `/events/${out.id}`, label: "View event →" });
       if (after) after(out);
     },
   });

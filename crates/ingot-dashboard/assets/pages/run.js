@@ -1,9 +1,12 @@
 // One run: a timeline with each step as a bar (start, duration, attempts),
 // the selected step's output or error, the run's events and output; cancel
-// and rerun. Updates live while the run goes on.
+// and rerun (from the start, or from a chosen step); links between a rerun
+// and its original. A failed try shows its own error, and a span waiting to
+// be tried again says when ("Retrying · next attempt in 12s"). Updates live
+// while the run goes on.
 
 import { api, subscribe, debounce } from "../api.js";
-import { h, link, badge, json, errorBox, duration, datetime, when, pageHead, act, toast, copy } from "../ui.js";
+import { h, link, badge, json, errorBox, duration, datetime, when, pageHead, act, toast, copy, untilText, shortId } from "../ui.js";
 
 const OP_LABEL = { RUN: "step", SLEEP: "sleep", WAIT_FOR_EVENT: "wait", INVOKE: "invoke", FINALIZATION: "code" };
 
@@ -17,9 +20,30 @@ function flatten(root) {
   return out;
 }
 
+/** Axis labels: 0 and quarters, each label once (a run of 2ms has no "<1ms <1ms"). */
 function ticks(total) {
-  return [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { style: { left: `${f * 100}%` } }, f === 0 ? "0" : duration(total * f)));
+  const shown = new Set(["0"]);
+  return [0, 0.25, 0.5, 0.75, 1].map((f) => {
+    let text = f === 0 ? "0" : duration(total * f);
+    if (f > 0 && (total * f < 1 || shown.has(text))) text = "";
+    shown.add(text);
+    return h("span", { style: { left: `${f * 100}%` } }, text);
+  });
 }
+
+/** "Retrying · next attempt in 12s" for a span waiting for its next try. */
+function retryText(span, now) {
+  return span.retry_at_ms ? `Retrying · next attempt ${untilText(span.retry_at_ms, now)}` : null;
+}
+
+/** The error of a span's last failed try, if it has one. */
+function lastTryError(span) {
+  const failed = (span.attempt_list || []).filter((a) => a.outcome !== "completed" && a.error != null);
+  return failed.length ? failed[failed.length - 1].error : null;
+}
+
+/** A try's outcome, named the same in the list and on the timeline. */
+const OUTCOME = { completed: ["COMPLETED", "Completed"], error: ["FAILED", "Failed · retried"], failed: ["FAILED", "Failed"] };
 
 function timeline(data, selected, onSelect, now) {
   const root = data.trace;
@@ -45,20 +69,28 @@ function timeline(data, selected, onSelect, now) {
       }
     }
     const until = span.detail && span.detail.until_ms;
-    const label = span.ended_at_ms == null && span.status === "WAITING"
-      ? (until ? `sleeping until ${datetime(until).slice(11, 19)}` : "waiting") : duration(end - start);
+    const retry = depth < 2 ? retryText(span, now) : null;
+    // A failed try's row carries its error after the duration: visible without opening the step.
+    const tryError = depth === 2 && span.detail && span.detail.error ? errText(span.detail.error) : null;
+    const label = retry || (span.ended_at_ms == null && span.status === "WAITING"
+      ? (until ? `sleeping until ${datetime(until).slice(11, 19)}` : "waiting") : duration(end - start) + (tryError ? ` · ${tryError}` : ""));
     // Labels go after the bar, or inside it (or before it) near the right edge.
     const startPct = ((start - t0) / total) * 100;
     const endPct = ((end - t0) / total) * 100;
     let place = { left: `${endPct}%` };
-    let cls = "";
-    if (endPct > 80) {
-      const inside = endPct - startPct > 22;
+    let cls = retry ? "retrying" : "";
+    if (retry) {
+      // On a solid chip at the bar's right end, never over the step names.
+      place = endPct > 60 ? { right: `${100 - endPct}%` } : { left: `${endPct}%` };
+    } else if (endPct > 80) {
+      // Inside a bar only on solid colours; striped (waiting) bars get the label before them.
+      const inside = endPct - startPct > 22 && span.status !== "WAITING" && span.status !== "QUEUED" && !retry;
       place = { right: `${100 - (inside ? endPct : startPct)}%` };
-      cls = inside ? "inside" : "";
+      cls += inside ? " inside" : "";
     }
-    const durLabel = h("span.tl-dur", { class: cls, style: place }, label);
+    const durLabel = h("span.tl-dur", { class: (cls + (tryError ? " try-error" : "")).trim(), style: place, title: label, "data-testid": retry ? "retry-label" : null }, label);
     const retries = span.attempts > 0 && depth === 1 ? h("span.att", { title: `${span.attempts + 1} attempts` }, `×${span.attempts + 1}`) : null;
+
     const row = h("div.tl-row", {
       class: [depth === 0 ? "tl-root" : "", depth === 2 ? "child" : "", selected === span.id ? "selected" : ""].join(" "),
       "data-span": span.id, "data-status": span.status, "data-name": span.name, "data-testid": "timeline-row",
@@ -73,37 +105,59 @@ function timeline(data, selected, onSelect, now) {
     body);
 }
 
+/** `Name: message` of an error object (or the value as text). */
+function errText(e) {
+  if (e == null) return "";
+  if (typeof e !== "object") return String(e);
+  return [e.name || "Error", e.message].filter(Boolean).join(": ");
+}
+
 function findSpan(root, id) {
   for (const { span } of flatten(root)) if (span.id === id) return span;
   return root;
 }
 
-function detail(data, span) {
+function detail(data, span, now) {
   const isRoot = span.id === "run";
+  const retry = retryText(span, now);
   const facts = h("div.kv",
-    h("span.k", "Status"), h("span", badge(span.status)),
+    h("span.k", "Status"), h("span", badge(span.status), retry ? h("span.retry-note", { "data-testid": "retry-note" }, " ", retry) : null),
     h("span.k", "Kind"), h("span", isRoot ? "run" : OP_LABEL[span.op] || span.op),
     span.step_id ? [h("span.k", "Step ID"), h("span.mono", { title: span.step_id }, span.step_id.slice(0, 16) + "…")] : null,
     h("span.k", "Started"), h("span", datetime(span.started_at_ms)),
     h("span.k", "Duration"), h("span", span.duration_ms != null ? duration(span.duration_ms) : "—"),
-    !isRoot ? [h("span.k", "Attempts"), h("span", String((span.attempts || 0) + 1))] : null,
+    !isRoot ? [h("span.k", "Attempts"), h("span", String(span.attempt_list && span.attempt_list.length ? Math.max(...span.attempt_list.map((a) => a.attempt)) + 1 : (span.attempts || 0) + 1))] : null,
     span.detail && span.detail.until_ms ? [h("span.k", "Sleeps until"), h("span", datetime(span.detail.until_ms))] : null,
     span.detail && span.detail.event ? [h("span.k", "Waits for"), h("span.mono", span.detail.event, span.detail.if ? ` if ${span.detail.if}` : "")] : null,
     span.detail && span.detail.function ? [h("span.k", "Invokes"), link(`/functions/${span.detail.function}`, h("span.mono", span.detail.function))] : null);
   const parts = [facts];
+  const tryError = !span.error ? (span.detail && span.detail.error) || lastTryError(span) : null;
   if (span.error) parts.push(h("div.section-title", "Error"), errorBox(span.error));
+  else if (tryError) parts.push(h("div.section-title", retry ? "Error of the last attempt" : "Error"), errorBox(tryError));
   else if (span.output !== undefined && span.output !== null) parts.push(h("div.section-title", isRoot ? "Output" : "Output"), json(span.output, { testid: "span-output" }));
   else if (span.status === "COMPLETED") parts.push(h("div.section-title", "Output"), json(null, { testid: "span-output" }));
-  else if (!span.error) parts.push(h("p.muted", span.status === "WAITING" ? "Waiting: nothing to show yet." : "No output yet."));
+  else if (!tryError) parts.push(h("p.muted", span.status === "WAITING" ? "Waiting: nothing to show yet." : "No output yet."));
   if (span.attempt_list && span.attempt_list.length) {
-    parts.push(h("div.section-title", "Attempts"), h("div.attempts", span.attempt_list.map((a) =>
-      h("div.attempt",
-        h("span", `#${a.attempt + 1}`),
-        h("span", badge(a.outcome === "completed" ? "COMPLETED" : "FAILED", a.outcome === "error" ? "Errored" : a.outcome === "failed" ? "Failed" : "Completed")),
-        h("span.muted", a.duration_ms != null ? duration(a.duration_ms) : "")))));
+    parts.push(h("div.section-title", "Attempts"), h("div.attempts", { "data-testid": "attempts" }, span.attempt_list.map((a) => {
+      const [st, label] = OUTCOME[a.outcome] || OUTCOME.failed;
+      return h("div.attempt", { "data-testid": "attempt", "data-outcome": a.outcome },
+        h("span", `Attempt ${a.attempt + 1}`),
+        h("span", badge(st, label)),
+        h("span.muted", a.duration_ms != null ? duration(a.duration_ms) : ""),
+        a.error != null ? h("div.attempt-error", { "data-testid": "attempt-error" }, errorBox(a.error)) : null);
+    })));
   }
+  // Rerun from here: steps memoized before this one are kept.
+  const canRerunFrom = data.function.exists && span.step_id && span.output_id && span.op === "RUN";
+  const rerunFrom = canRerunFrom ? h("button.btn.small", { type: "button", "data-testid": "rerun-from-step",
+    title: "A new run that keeps the steps completed before this one and runs this step again",
+    onclick: (e) => act(e.currentTarget, async () => {
+      const out = await api.rerun(data.run.run_id, span.step_id);
+      toast(`Rerun from “${span.name}” started`, false, { href: `/runs/${out.run_id}`, label: "View run →" });
+      window.__ingotNavigate(`/runs/${out.run_id}`);
+    }) }, "↻ Rerun from this step") : null;
   return h("div.card.detail-pane", { "data-testid": "span-detail" },
-    h("div.card-head", h("h2", span.name)),
+    h("div.card-head", h("h2", span.name), rerunFrom),
     h("div.card-body", parts));
 }
 
@@ -118,27 +172,33 @@ export async function render(main, id) {
 
   const draw = (tick = false) => {
     const run = data.run;
-    const running = run.status === "Running";
+    const running = run.status === "Running" || run.status === "Queued";
     const cancel = running ? h("button.btn.danger", { type: "button", "data-testid": "cancel-run", onclick: (e) => act(e.currentTarget, async () => {
       await api.cancel(run.run_id);
       await reload();
     }, "Run cancelled") }, "Cancel run") : null;
     const rerun = data.function.exists ? h("button.btn.primary", { type: "button", "data-testid": "rerun", onclick: (e) => act(e.currentTarget, async () => {
       const out = await api.rerun(run.run_id);
-      toast("Rerun started");
+      toast("Rerun started", false, { href: `/runs/${out.run_id}`, label: "View run →" });
       window.__ingotNavigate(`/runs/${out.run_id}`);
     }) }, "↻ Rerun") : null;
-    const total = (run.ended_at_ms || data.now_ms + (Date.now() - loadedAt)) - run.started_at_ms;
+    const links = [];
+    if (run.rerun_of) links.push(h("span", { "data-testid": "rerun-of" }, " · rerun of ", link(`/runs/${run.rerun_of}`, h("span.mono", { title: run.rerun_of }, shortId(run.rerun_of)))));
+    if (run.reruns && run.reruns.length) {
+      links.push(h("span", { "data-testid": "reruns" }, " · rerun as ", run.reruns.map((r, i) => [i ? ", " : "", link(`/runs/${r}`, h("span.mono", { title: r }, shortId(r)))])));
+    }
+    const now = Date.now() - loadedAt + data.now_ms;
+    const total = (run.ended_at_ms || now) - run.started_at_ms;
     head.replaceChildren(pageHead({
       crumbs: [link("/runs", "Runs"), link(`/functions/${data.function.slug}`, data.function.name)],
       title: [data.function.name, " ", badge(run.status)],
       sub: [h("span.mono", { title: "Copy run ID", style: { cursor: "pointer" }, onclick: () => copy(run.run_id), "data-testid": "run-id" }, run.run_id),
-        " · started ", when(run.started_at_ms), " · ", running ? "running for " : "took ", duration(total)],
+        " · started ", when(run.started_at_ms), " · ", running ? "running for " : "took ", duration(total),
+        retryText(data.trace, now) ? h("span.retry-note", { "data-testid": "run-retry" }, " · ", retryText(data.trace, now)) : null, links],
       actions: [cancel, rerun],
     }));
-    const now = Date.now() - loadedAt + data.now_ms;
     tlBox.replaceChildren(timeline(data, selected, (sid) => { selected = sid; draw(); }, now));
-    if (!tick) detailBox.replaceChildren(detail(data, findSpan(data.trace, selected)));
+    if (!tick || findSpan(data.trace, selected).retry_at_ms) detailBox.replaceChildren(detail(data, findSpan(data.trace, selected), now));
     if (drawnEvents !== data.events) {
       drawnEvents = data.events;
       eventsBox.replaceChildren(...data.events.map((e) => h("div", { style: { marginBottom: "12px" } },
@@ -164,6 +224,6 @@ export async function render(main, id) {
   draw();
 
   const unsub = subscribe((msg) => { if ((msg.type === "run" && msg.run_id === data.run.run_id) || msg.type === "resync") refresh(); });
-  const timer = setInterval(() => { if (data.run.status === "Running") draw(true); }, 1000);
+  const timer = setInterval(() => { if (data.run.status === "Running" || data.run.status === "Queued") draw(true); }, 1000);
   return () => { unsub(); clearInterval(timer); };
 }

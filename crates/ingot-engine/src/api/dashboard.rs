@@ -8,16 +8,13 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
+use ingot_core::{EventId, RunId, RunStatus};
 use ingot_protocol::Event;
-use ingot_store::{EventFilter, RunFilter, RunRecord, StoredEvent};
+use ingot_store::{RunRecord, StoredEvent};
 use serde_json::{json, Value};
 
-use super::{events, trace, ApiError};
+use super::{events, rest, trace, ApiError};
 use crate::Engine;
-
-/// Runs read to answer one filtered run list, at most.
-const RUN_SCAN_LIMIT: usize = 5000;
 
 /// Milliseconds since the epoch as RFC 3339 with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
@@ -33,26 +30,45 @@ fn parse_run_id(s: &str) -> Result<RunId, ApiError> {
     RunId::parse(s).ok_or_else(|| ApiError::NotFound(format!("run {s:?} not found")))
 }
 
-fn parse_time(s: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| ApiError::BadRequest(format!("{s:?} is neither milliseconds nor an RFC 3339 time")))
-}
-
 async fn load_run(engine: &Engine, id: &str) -> Result<RunRecord, ApiError> {
     Ok(engine.queries.run(parse_run_id(id)?).await?)
 }
 
-/// A run as the dashboard lists it.
+/// A one-line preview of a failed run's error: `Name: message`.
+fn error_preview(r: &RunRecord) -> Option<String> {
+    if r.status() != RunStatus::Failed {
+        return None;
+    }
+    let err = match trace::run_output(r)? {
+        Err(e) => e,
+        Ok(_) => return None,
+    };
+    let text = match &err {
+        Value::Object(m) => {
+            let name = m.get("name").and_then(Value::as_str).unwrap_or("Error");
+            match m.get("message").and_then(Value::as_str) {
+                Some(msg) => format!("{name}: {msg}"),
+                None => name.to_string(),
+            }
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some(text.chars().take(160).collect())
+}
+
+/// A run as the dashboard lists it; `queued`: it has not had its first call.
 pub fn run_row(engine: &Engine, r: &RunRecord, event_name: Option<&str>) -> Value {
+    run_row_with(engine, r, event_name, false)
+}
+
+fn run_row_with(engine: &Engine, r: &RunRecord, event_name: Option<&str>, queued: bool) -> Value {
     json!({
         "run_id": r.id().to_string(),
         "function_slug": r.state.function.as_str(),
         "function_name": function_name(engine, r.state.function.as_str()),
-        "status": r.status().as_str(),
+        "status": if queued { "Queued" } else { r.status().as_str() },
+        "error": error_preview(r),
         "started_at_ms": r.started_at_ms,
         "ended_at_ms": r.ended_at_ms,
         "event_id": r.event_ids.first().map(|e| e.to_string()),
@@ -62,85 +78,86 @@ pub fn run_row(engine: &Engine, r: &RunRecord, event_name: Option<&str>) -> Valu
     })
 }
 
-fn event_row(e: &StoredEvent, runs: &[RunRecord], engine: &Engine) -> Value {
-    json!({
+/// An event with the runs it started and, for functions it started none
+/// of, why (`skips`: a paused function, a rate limit, …).
+async fn event_row(e: &StoredEvent, engine: &Engine) -> Result<Value, ApiError> {
+    let runs = engine.queries.runs_for_event(e.internal_id).await?;
+    let skips = if runs.is_empty() { engine.queries.skips_for_event(e.internal_id).await? } else { Vec::new() };
+    Ok(json!({
         "id": e.internal_id.to_string(),
         "name": e.name,
         "received_at_ms": e.received_at_ms,
         "payload": e.payload,
         "runs": runs.iter().map(|r| run_row(engine, r, Some(&e.name))).collect::<Vec<_>>(),
-    })
+        "skips": skips.iter().map(|s| json!({
+            "function_slug": s.function,
+            "function_name": function_name(engine, &s.function),
+            "reason": s.reason,
+        })).collect::<Vec<_>>(),
+    }))
 }
 
-/// `GET /v1/dashboard/runs?status=&function=&from=&until=&limit=&before=`:
-/// runs newest first, `from`/`until` bounding their start (ms or RFC 3339).
+/// `GET /v1/dashboard/runs?status=&function=&from=&until=&cursor=&limit=&run_id=&event_id=&query=`:
+/// a page of runs newest first (see [`rest::run_query`]), the cursor of the
+/// next page, the total (exact, or a lower bound past the count cap), and,
+/// for a CEL search, how many rows it read (at most the scan limit per page).
 pub async fn runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let status = match q.get("status").filter(|s| !s.is_empty()) {
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
-        None => None,
+    let query = rest::run_query(&q, 50)?;
+    let page = engine.queries.search_runs(&query.search()).await?;
+    let total = match (&query.expr, query.run_id, query.event_id) {
+        (None, None, None) => Some(engine.queries.count_runs(&query.total_filter).await?),
+        _ => None,
     };
-    let function = q.get("function").filter(|s| !s.is_empty()).map(|f| FunctionSlug(f.clone()));
-    let from = q.get("from").filter(|s| !s.is_empty()).map(|s| parse_time(s)).transpose()?;
-    let until = q.get("until").filter(|s| !s.is_empty()).map(|s| parse_time(s)).transpose()?;
-    let before = q.get("before").and_then(|s| RunId::parse(s));
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 500);
-    let all = engine.queries.runs(&RunFilter { status, function, limit: RUN_SCAN_LIMIT }).await?;
-    let picked: Vec<RunRecord> = all
-        .into_iter()
-        .filter(|r| before.is_none_or(|b| r.id() < b))
-        .filter(|r| from.is_none_or(|f| r.started_at_ms >= f) && until.is_none_or(|u| r.started_at_ms <= u))
-        .take(limit + 1)
-        .collect();
-    let more = picked.len() > limit;
-    let mut names: HashMap<EventId, String> = HashMap::new();
-    let firsts: Vec<EventId> = picked.iter().take(limit).filter_map(|r| r.event_ids.first().copied()).collect();
-    for e in engine.queries.events_by_ids(&firsts).await? {
-        names.insert(e.internal_id, e.name);
-    }
-    let data: Vec<Value> = picked
+    let data: Vec<Value> = page
+        .runs
         .iter()
-        .take(limit)
-        .map(|r| run_row(&engine, r, r.event_ids.first().and_then(|e| names.get(e)).map(String::as_str)))
+        .map(|r| {
+            let name = r.event_ids.first().and_then(|e| page.event_names.get(e)).map(String::as_str);
+            run_row_with(&engine, r, name, page.queued.contains(&r.id()))
+        })
         .collect();
-    Ok(Json(json!({"data": data, "has_more": more})))
+    Ok(Json(json!({
+        "data": data,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+        "total": total.map(|t| json!({"count": t.count, "exact": t.exact})),
+        "search": query.expr.as_ref().map(|_| json!({
+            "scanned": page.scanned,
+            "scan_limit": crate::queries::SEARCH_SCAN_LIMIT,
+            "capped": page.scan_capped,
+        })),
+    })))
 }
 
-/// `GET /v1/dashboard/events?limit=&before=&name=&internal=1`: events newest
-/// first, each with the runs it started.
+/// `GET /v1/dashboard/events?limit=&cursor=&name=&internal=1`: a page of
+/// events newest first, each with the runs it started (and, for an event no
+/// run took, why: a paused function or a skip), the next page's cursor and
+/// the total; `id` looks one event up.
 pub async fn events_feed(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 500);
     let internal = q.get("internal").is_some_and(|v| v == "1" || v == "true");
-    let mut before = q.get("before").and_then(|s| EventId::parse(s));
-    let name = q.get("name").filter(|s| !s.is_empty()).cloned();
-    let mut out = Vec::new();
-    // Internal events may be hidden, so read pages until the page is full.
-    loop {
-        let page = engine.queries.events(&EventFilter { name: name.clone(), before, limit: limit * 2, ..Default::default() }).await?;
-        let exhausted = page.len() < limit * 2;
-        before = page.last().map(|e| e.internal_id);
-        for e in page.into_iter().filter(|e| internal || !e.name.starts_with("inngest/")) {
-            if out.len() < limit {
-                out.push(e);
-            }
-        }
-        if out.len() >= limit || exhausted {
-            break;
-        }
+    let mut filter = rest::event_query(&q, 50)?;
+    if !internal {
+        filter.exclude_prefix = Some("inngest/".into());
     }
-    let mut data = Vec::with_capacity(out.len());
-    for e in &out {
-        let runs = engine.queries.runs_for_event(e.internal_id).await?;
-        data.push(event_row(e, &runs, &engine));
+    let (page, next) = match q.get("id").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        Some(id) => {
+            let eid = EventId::parse(id).ok_or_else(|| ApiError::BadRequest(format!("{id:?} is not an event id")))?;
+            (engine.queries.find_event(eid).await?.into_iter().collect(), None)
+        }
+        None => rest::event_page(&engine, &filter).await?,
+    };
+    let total = engine.queries.count_events(&filter).await?;
+    let mut data = Vec::with_capacity(page.len());
+    for e in &page {
+        data.push(event_row(e, &engine).await?);
     }
-    Ok(Json(json!({"data": data})))
+    Ok(Json(json!({"data": data, "next_cursor": next, "total": {"count": total.count, "exact": total.exact}})))
 }
 
 /// `GET /v1/dashboard/events/{id}`: one event with its runs.
 pub async fn event_detail(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let eid = EventId::parse(&id).ok_or_else(|| ApiError::NotFound(format!("event {id:?} not found")))?;
     let e = engine.queries.event(eid).await?;
-    let runs = engine.queries.runs_for_event(eid).await?;
-    Ok(Json(json!({"data": event_row(&e, &runs, &engine)})))
+    Ok(Json(json!({"data": event_row(&e, &engine).await?})))
 }
 
 /// `POST /v1/events`: sends one event or an array, as `POST /e/{key}` does,
@@ -275,8 +292,12 @@ pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
         }
     };
     let first_name = events.first().map(|e| e.name.as_str());
+    let (rerun_of, reruns) = engine.queries.rerun_links(run.id()).await?;
+    let mut row = run_row_with(&engine, &run, first_name, root.status == trace::SpanStatus::Queued);
+    row["rerun_of"] = json!(rerun_of.map(|r| r.to_string()));
+    row["reruns"] = json!(reruns.iter().map(|r| r.to_string()).collect::<Vec<_>>());
     Ok(Json(json!({
-        "run": run_row(&engine, &run, first_name),
+        "run": row,
         "function": {"slug": slug, "name": name, "paused": engine.queries.is_paused(slug), "exists": engine.queries.function(slug).is_some()},
         "events": events.iter().map(|e| json!({"id": e.internal_id.to_string(), "name": e.name, "received_at_ms": e.received_at_ms, "payload": e.payload})).collect::<Vec<_>>(),
         "trace": trace::span_json(&root, output),
@@ -284,13 +305,20 @@ pub async fn timeline(State(engine): State<Arc<Engine>>, Path(id): Path<String>)
     })))
 }
 
-/// `POST /v1/runs/{id}/rerun`: a new run of the same function with the same
-/// events, from the start. Flow control that decides whether an event starts
-/// a run (idempotency, rate limits, debounce, batching) does not apply: the
-/// user asked for this run.
-pub async fn rerun(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// `POST /v1/runs/{id}/rerun` with an optional `{"from_step": id}`: a new
+/// run of the same function with the same events, from the start or from
+/// that step (the steps memoized before it are kept). Flow control that
+/// decides whether an event starts a run (idempotency, rate limits,
+/// debounce, batching) does not apply: the user asked for this run.
+pub async fn rerun(State(engine): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let run = load_run(&engine, &id).await?;
-    let new_id = engine.starter.rerun(&run).await?;
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body is not valid JSON: {e}")))?
+    };
+    let from = body.get("from_step").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let new_id = engine.starter.rerun(&run, from).await?;
     engine.live.poke();
-    Ok(Json(json!({"run_id": new_id.to_string(), "rerun_of": run.id().to_string()})))
+    Ok(Json(json!({"run_id": new_id.to_string(), "rerun_of": run.id().to_string(), "from_step": from})))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use ingot_core::{EventId, FunctionSlug, RunId, RunStatus};
-use ingot_store::{EventFilter, RunFilter, RunRecord, StoredEvent};
+use ingot_store::{EventFilter, RunFilter, RunProgress, RunRecord, StoredEvent};
 use serde_json::{json, Value};
 
 use super::ApiError;
@@ -59,6 +59,109 @@ fn meta() -> Value {
     json!({"fetched_at": rfc3339(chrono::Utc::now().timestamp_millis()), "cached_until": Value::Null})
 }
 
+/// `meta()` with the cursor of the next page (null on the last) and, when
+/// known, the total (`total_exact: false`: counting stopped at the cap, the
+/// total is at least `total_count`).
+fn page_meta(next_cursor: Option<String>, total: Option<crate::queries::Total>) -> Value {
+    let mut m = meta();
+    m["next_cursor"] = json!(next_cursor);
+    if let Some(t) = total {
+        m["total_count"] = json!(t.count);
+        m["total_exact"] = json!(t.exact);
+    }
+    m
+}
+
+/// A run search as the query string gives it (shared by `GET /v1/runs` and
+/// the dashboard's run list).
+pub struct RunQuery {
+    pub filter: RunFilter,
+    /// `filter` without the cursor: what the total counts.
+    pub total_filter: RunFilter,
+    pub expr: Option<String>,
+    pub run_id: Option<RunId>,
+    pub event_id: Option<EventId>,
+}
+
+impl RunQuery {
+    pub fn search(&self) -> crate::queries::RunSearch<'_> {
+        crate::queries::RunSearch { filter: self.filter.clone(), expr: self.expr.as_deref(), run_id: self.run_id, event_id: self.event_id }
+    }
+}
+
+/// A time as milliseconds or RFC 3339.
+fn parse_ms_or_time(s: &str) -> Result<i64, ApiError> {
+    match s.parse::<i64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => parse_time(s),
+    }
+}
+
+/// Reads `status` (`Running`, `Completed`, `Failed`, `Cancelled`, or
+/// `Queued`: not yet called), `function`, `from`/`until` (when the run was
+/// created: ms or RFC 3339, a bound on its ULID id), `cursor`, `limit`,
+/// `run_id`, `event_id` and `query` (CEL over `event` and `output`).
+pub fn run_query(q: &HashMap<String, String>, default_limit: usize) -> Result<RunQuery, ApiError> {
+    let get = |k: &str| q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let mut filter =
+        RunFilter { limit: get("limit").and_then(|l| l.parse().ok()).unwrap_or(default_limit).clamp(1, 1000), ..Default::default() };
+    match get("status") {
+        None => {}
+        Some(s) if s.eq_ignore_ascii_case("queued") => filter.progress = Some(RunProgress::Queued),
+        Some(s) => {
+            let status = RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?;
+            filter.status = Some(status);
+            // Running means called: a run not yet called is Queued.
+            if status == RunStatus::Running {
+                filter.progress = Some(RunProgress::Called);
+            }
+        }
+    }
+    filter.function = get("function").map(|f| FunctionSlug(f.to_string()));
+    if let Some(from) = get("from").map(parse_ms_or_time).transpose()? {
+        filter.since = Some(RunId(ulid::Ulid::from_parts(from.max(0) as u64, 0)));
+    }
+    if let Some(until) = get("until").map(parse_ms_or_time).transpose()? {
+        filter.before = Some(RunId(ulid::Ulid::from_parts(until.max(0) as u64 + 1, 0)));
+    }
+    let total_filter = filter.clone();
+    if let Some(c) = get("cursor") {
+        let cursor = RunId::parse(c).ok_or_else(|| ApiError::BadRequest(format!("cursor {c:?} is not a run id")))?;
+        filter.before = Some(filter.before.map_or(cursor, |b| b.min(cursor)));
+    }
+    let run_id =
+        get("run_id").map(|s| RunId::parse(s).ok_or_else(|| ApiError::BadRequest(format!("{s:?} is not a run id")))).transpose()?;
+    let event_id =
+        get("event_id").map(|s| EventId::parse(s).ok_or_else(|| ApiError::BadRequest(format!("{s:?} is not an event id")))).transpose()?;
+    Ok(RunQuery { filter, total_filter, expr: get("query").map(str::to_string), run_id, event_id })
+}
+
+/// Reads `name`, `cursor`, `limit`, `received_after`/`received_before` (or
+/// `from`/`until`: ms or RFC 3339) of an event list.
+pub fn event_query(q: &HashMap<String, String>, default_limit: usize) -> Result<EventFilter, ApiError> {
+    let get = |k: &str| q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let cursor = get("cursor").or_else(|| get("before"));
+    Ok(EventFilter {
+        name: get("name").map(str::to_string),
+        before: cursor
+            .map(|c| EventId::parse(c).ok_or_else(|| ApiError::BadRequest(format!("cursor {c:?} is not an event id"))))
+            .transpose()?,
+        received_after_ms: get("received_after").or_else(|| get("from")).map(parse_ms_or_time).transpose()?,
+        received_before_ms: get("received_before").or_else(|| get("until")).map(parse_ms_or_time).transpose()?,
+        exclude_prefix: None,
+        limit: get("limit").and_then(|l| l.parse().ok()).unwrap_or(default_limit).clamp(1, 1000),
+    })
+}
+
+/// A page of events under `filter` and the cursor of the next.
+pub async fn event_page(engine: &Engine, filter: &EventFilter) -> Result<(Vec<StoredEvent>, Option<String>), ApiError> {
+    let mut page = engine.queries.events(&EventFilter { limit: filter.limit + 1, ..filter.clone() }).await?;
+    let more = page.len() > filter.limit;
+    page.truncate(filter.limit);
+    let next = if more { page.last().map(|e| e.internal_id.to_string()) } else { None };
+    Ok((page, next))
+}
+
 fn parse_event_id(s: &str) -> Result<EventId, ApiError> {
     EventId::parse(s).ok_or_else(|| ApiError::NotFound(format!("event {s:?} not found")))
 }
@@ -74,16 +177,10 @@ fn parse_time(s: &str) -> Result<i64, ApiError> {
 }
 
 pub async fn list_events(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20usize).clamp(1, 1000);
-    let filter = EventFilter {
-        name: q.get("name").filter(|s| !s.is_empty()).cloned(),
-        before: q.get("cursor").and_then(|c| EventId::parse(c)),
-        received_after_ms: q.get("received_after").map(|s| parse_time(s)).transpose()?,
-        received_before_ms: q.get("received_before").map(|s| parse_time(s)).transpose()?,
-        limit,
-    };
-    let events = engine.queries.events(&filter).await?;
-    Ok(Json(json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": meta()})))
+    let filter = event_query(&q, 20)?;
+    let (events, next) = event_page(&engine, &filter).await?;
+    let total = engine.queries.count_events(&filter).await?;
+    Ok(Json(json!({"data": events.iter().map(event_json).collect::<Vec<_>>(), "metadata": page_meta(next, Some(total))})))
 }
 
 pub async fn get_event(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -97,17 +194,19 @@ pub async fn event_runs(State(engine): State<Arc<Engine>>, Path(id): Path<String
 }
 
 pub async fn list_runs(State(engine): State<Arc<Engine>>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let status = match q.get("status") {
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
-        None => None,
+    let query = run_query(&q, 50)?;
+    let page = engine.queries.search_runs(&query.search()).await?;
+    let total = match (&query.expr, query.run_id, query.event_id) {
+        (None, None, None) => Some(engine.queries.count_runs(&query.total_filter).await?),
+        _ => None,
     };
-    let filter = RunFilter {
-        status,
-        function: q.get("function").map(|f| FunctionSlug(f.clone())),
-        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000),
-    };
-    let runs = engine.queries.runs(&filter).await?;
-    Ok(Json(json!({"data": runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta()})))
+    let mut meta = page_meta(page.next_cursor.map(|c| c.to_string()), total);
+    if query.expr.is_some() {
+        meta["scanned"] = json!(page.scanned);
+        meta["scan_limit"] = json!(crate::queries::SEARCH_SCAN_LIMIT);
+        meta["scan_capped"] = json!(page.scan_capped);
+    }
+    Ok(Json(json!({"data": page.runs.iter().map(|r| run_json(&engine, r)).collect::<Vec<_>>(), "metadata": meta})))
 }
 
 pub async fn get_run(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -197,7 +296,7 @@ pub async fn bulk_cancel(State(engine): State<Arc<Engine>>, Json(body): Json<Val
     let after = body.get("started_after").and_then(Value::as_str).map(parse_time).transpose()?.unwrap_or(i64::MIN);
     let before = body.get("started_before").and_then(Value::as_str).map(parse_time).transpose()?.unwrap_or(i64::MAX);
     let if_exp = body.get("if").and_then(Value::as_str).filter(|s| !s.trim().is_empty());
-    let runs = engine.queries.runs(&RunFilter { status: Some(RunStatus::Running), function: Some(slug), limit: 0 }).await?;
+    let runs = engine.queries.runs(&RunFilter { status: Some(RunStatus::Running), function: Some(slug), ..Default::default() }).await?;
     let mut cancelled = 0;
     for run in runs.into_iter().filter(|r| r.started_at_ms >= after && r.started_at_ms <= before) {
         if let Some(src) = if_exp {

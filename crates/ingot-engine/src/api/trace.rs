@@ -114,6 +114,8 @@ pub struct Span {
     pub attempt_list: Vec<Attempt>,
     /// Op details: a sleep's end, the event a wait wants, the invoked function.
     pub detail: Value,
+    /// When the next try of this failed span is due (it is retrying).
+    pub retry_at_ms: Option<i64>,
     pub children: Vec<Span>,
 }
 
@@ -198,6 +200,7 @@ fn new_step(id: &str, name: &str, op: SpanOp, at: i64, order: usize) -> StepAcc 
             output_id: None,
             attempt_list: Vec::new(),
             detail: Value::Null,
+            retry_at_ms: None,
             children: Vec::new(),
         },
         order: (at, order),
@@ -209,10 +212,26 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
     let mut acc: HashMap<String, StepAcc> = HashMap::new();
     let mut fin: Vec<Attempt> = Vec::new();
     let mut last_call_end: Option<i64> = None;
+    // The span the last failed try belongs to (`None`: the function's own
+    // code), and the retry scheduled for it: `(span, attempt, due)`.
+    let mut last_failed: Option<Option<String>> = None;
+    let mut retry: Option<(Option<String>, u32, i64)> = None;
     for (seq, h) in history.iter().enumerate() {
         match h.kind.as_str() {
+            "retry_scheduled" => {
+                let attempt = h.detail.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32;
+                let at = h.detail.get("at_ms").and_then(Value::as_i64).unwrap_or(h.at_ms);
+                let span = match h.step.as_deref().filter(|s| *s != "step") {
+                    Some(step) => Some(step.to_string()),
+                    None => last_failed.clone().flatten(),
+                };
+                retry = Some((span, attempt, at));
+            }
             "call" => {
                 let attempt = h.attempt.unwrap_or(0);
+                if retry.as_ref().is_some_and(|r| attempt >= r.1) {
+                    retry = None;
+                }
                 let end = h.at_ms + h.duration_ms.unwrap_or(0);
                 last_call_end = Some(end);
                 let ops = h.detail.get("ops").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -240,6 +259,9 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
                         }
                     };
                     entry.span.started_at_ms.get_or_insert(h.at_ms);
+                    if outcome != "completed" {
+                        last_failed = Some(Some(id.to_string()));
+                    }
                     entry.span.attempt_list.push(Attempt {
                         attempt,
                         started_at_ms: h.at_ms,
@@ -255,6 +277,7 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
                     Some("error") | Some("invalid") => {
                         let error = h.detail.get("error").cloned();
                         let target = h.step.as_deref().filter(|s| *s != "step");
+                        last_failed = Some(target.filter(|t| acc.contains_key(*t)).map(str::to_string));
                         match target.and_then(|t| acc.get_mut(t)) {
                             Some(step) => step.span.attempt_list.push(Attempt {
                                 attempt,
@@ -290,7 +313,9 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
 
     // Memoized steps: their end, output and final status.
     for s in steps {
-        let entry = acc.entry(s.step.clone()).or_insert_with(|| new_step(&s.step, &s.name, SpanOp::Step, s.at_ms, usize::MAX));
+        // Steps with no history (kept by a rerun, checkpointed) sort by their memo order.
+        let order = usize::MAX / 2 + usize::try_from(s.seq).unwrap_or(0);
+        let entry = acc.entry(s.step.clone()).or_insert_with(|| new_step(&s.step, &s.name, SpanOp::Step, s.at_ms, order));
         if entry.span.name == entry.span.id || entry.span.name.is_empty() {
             entry.span.name = s.name.clone();
         }
@@ -309,10 +334,20 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
         }
     }
 
-    let run_status = SpanStatus::of_run(run.status());
+    let run_status = match SpanStatus::of_run(run.status()) {
+        SpanStatus::Running if !history.iter().any(|h| ingot_store::CALLED_KINDS.contains(&h.kind.as_str())) => SpanStatus::Queued,
+        s => s,
+    };
+    // A retry is shown while the run still waits for it.
+    let retry = retry.filter(|_| run.status() == RunStatus::Running);
     let mut children: Vec<StepAcc> = acc.into_values().collect();
     for c in &mut children {
         let span = &mut c.span;
+        if let Some((Some(step), _, at)) = &retry {
+            if *step == span.id && span.ended_at_ms.is_none() {
+                span.retry_at_ms = Some(*at);
+            }
+        }
         span.attempts = span.attempt_list.iter().map(|a| a.attempt).max().unwrap_or(0);
         if span.ended_at_ms.is_none() {
             span.status = match (run_status, span.op) {
@@ -320,6 +355,7 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
                 (SpanStatus::Failed, _) => SpanStatus::Failed,
                 (SpanStatus::Completed, _) => SpanStatus::Completed,
                 (_, SpanOp::Sleep | SpanOp::WaitForEvent | SpanOp::Invoke) => SpanStatus::Waiting,
+                (SpanStatus::Queued, _) => SpanStatus::Queued,
                 _ if span.started_at_ms.is_some() => SpanStatus::Running,
                 _ => SpanStatus::Queued,
             };
@@ -335,7 +371,8 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
                 .map(|(i, a)| Span {
                     id: format!("{}:{i}", span.id),
                     step_id: span.step_id.clone(),
-                    name: format!("Attempt {}", a.attempt),
+                    // People count tries from 1 (the data keeps Inngest's 0-based `attempt`).
+                    name: format!("Attempt {}", a.attempt + 1),
                     op: span.op,
                     status: match a.outcome {
                         "completed" => SpanStatus::Completed,
@@ -348,6 +385,7 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
                     output_id: None,
                     attempt_list: Vec::new(),
                     detail: a.error.clone().map(|e| json!({"error": e})).unwrap_or(Value::Null),
+                    retry_at_ms: None,
                     children: Vec::new(),
                 })
                 .collect();
@@ -369,23 +407,32 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
     }
 
     // The function's own code after its last step: shown once the run ended
-    // by returning or throwing (not while it waits on a step).
-    if matches!(run.status(), RunStatus::Completed | RunStatus::Failed) {
+    // by returning or throwing, and whenever a try of it failed (a run
+    // retrying its code, or cancelled after a failed try, keeps that try).
+    if matches!(run.status(), RunStatus::Completed | RunStatus::Failed) || !fin.is_empty() {
         let last_step_end = children.iter().filter_map(|c| c.ended_at_ms).max();
         let start = fin.first().map(|a| a.started_at_ms).or(last_step_end).or(last_call_end).unwrap_or(run.started_at_ms);
+        let last_try_end = fin.last().map(|a| a.started_at_ms + a.duration_ms.unwrap_or(0));
+        let retry_at_ms = retry.as_ref().filter(|r| r.0.is_none()).map(|r| r.2);
         children.push(Span {
             id: "final".into(),
             step_id: None,
             name: "Finalization".into(),
             op: SpanOp::Finalization,
-            status: if run.status() == RunStatus::Completed { SpanStatus::Completed } else { SpanStatus::Failed },
+            status: match run.status() {
+                RunStatus::Completed => SpanStatus::Completed,
+                RunStatus::Failed => SpanStatus::Failed,
+                RunStatus::Cancelled => SpanStatus::Cancelled,
+                RunStatus::Running => SpanStatus::Running,
+            },
             attempts: fin.iter().map(|a| a.attempt).max().unwrap_or(0),
             queued_at_ms: start,
             started_at_ms: Some(start),
-            ended_at_ms: run.ended_at_ms,
-            output_id: Some(output_id(run.id(), "final")),
+            ended_at_ms: if run.status() == RunStatus::Running { None } else { run.ended_at_ms.or(last_try_end) },
+            output_id: run.status().is_terminal().then(|| output_id(run.id(), "final")),
             attempt_list: fin,
             detail: Value::Null,
+            retry_at_ms,
             children: Vec::new(),
         });
     }
@@ -403,6 +450,7 @@ pub fn build(run: &RunRecord, function_name: &str, steps: &[StepRecord], history
         output_id: run.status().is_terminal().then(|| output_id(run.id(), "run")),
         attempt_list: Vec::new(),
         detail: Value::Null,
+        retry_at_ms: retry.as_ref().map(|r| r.2),
         children,
     }
 }
@@ -432,6 +480,7 @@ pub fn span_json(s: &Span, output: impl Fn(&Span) -> Option<SpanOutput> + Copy) 
             "error": a.error,
         })).collect::<Vec<_>>(),
         "detail": s.detail,
+        "retry_at_ms": s.retry_at_ms,
         "children": s.children.iter().map(|c| span_json(c, output)).collect::<Vec<_>>(),
     })
 }

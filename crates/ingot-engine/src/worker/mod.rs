@@ -333,7 +333,12 @@ pub fn call_history(run_id: RunId, now: i64, target: &str, attempt: u32, outcome
     let summary = match &outcome.reply {
         Reply::Done(_) => json!({"result": "completed"}),
         Reply::Ops(ops) => {
-            json!({"result": "ops", "ops": ops.iter().map(|o| json!({"op": o.op.as_str(), "id": o.id, "name": o.display()})).collect::<Vec<_>>()})
+            // A failed try's error is kept with it, so every attempt shows its own.
+            let op = |o: &ingot_protocol::Op| match &o.error {
+                Some(error) => json!({"op": o.op.as_str(), "id": o.id, "name": o.display(), "error": error}),
+                None => json!({"op": o.op.as_str(), "id": o.id, "name": o.display()}),
+            };
+            json!({"result": "ops", "ops": ops.iter().map(op).collect::<Vec<_>>()})
         }
         Reply::Error { status, error } => {
             json!({"result": "error", "status": status, "error": error})

@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "0004_retention_sessions.sql", include_str!("../../migrations/sqlite/0004_retention_sessions.sql")),
     (5, "0005_signals.sql", include_str!("../../migrations/sqlite/0005_signals.sql")),
     (6, "0006_concurrency_slots.sql", include_str!("../../migrations/sqlite/0006_concurrency_slots.sql")),
+    (7, "0007_run_search.sql", include_str!("../../migrations/sqlite/0007_run_search.sql")),
 ];
 
 /// Applies the migrations not yet applied, each in its own transaction.

@@ -132,6 +132,10 @@ impl Store for SqliteStore {
         reads::runs(self, filter).await
     }
 
+    async fn count_runs(&self, filter: &RunFilter) -> Result<u64> {
+        reads::count_runs(self, filter).await
+    }
+
     async fn runs_for_event(&self, id: EventId) -> Result<Vec<RunRecord>> {
         reads::runs_for_event(self, id).await
     }
@@ -160,6 +164,10 @@ impl Store for SqliteStore {
         reads::events(self, filter).await
     }
 
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64> {
+        reads::count_events(self, filter).await
+    }
+
     async fn pauses_for_event(&self, name: &str) -> Result<Vec<Pause>> {
         reads::pauses_for_event(self, name).await
     }
@@ -182,6 +190,10 @@ impl Store for SqliteStore {
 
     async fn skips(&self, function: Option<&str>, limit: usize) -> Result<Vec<SkipRecord>> {
         reads::skips(self, function, limit).await
+    }
+
+    async fn skips_for_event(&self, id: EventId) -> Result<Vec<SkipRecord>> {
+        reads::skips_for_event(self, id).await
     }
 
     async fn paused_functions(&self) -> Result<Vec<String>> {

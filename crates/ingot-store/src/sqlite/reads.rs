@@ -101,20 +101,54 @@ pub(super) async fn run(store: &SqliteStore, id: RunId) -> Result<Option<RunReco
     store.read(move |conn| query_opt(conn, &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?"), params![id.to_string()], run_row)).await
 }
 
+/// `?n` placeholders for a [`Where`] clause, and its values as SQLite values.
+fn sqlite_where(w: Where) -> (String, Vec<rusqlite::types::Value>) {
+    let params = w
+        .params
+        .into_iter()
+        .map(|p| match p {
+            SqlParam::Text(s) => rusqlite::types::Value::Text(s),
+            SqlParam::Int(i) => rusqlite::types::Value::Integer(i),
+        })
+        .collect();
+    (w.sql, params)
+}
+
+fn sqlite_ph(n: usize) -> String {
+    format!("?{n}")
+}
+
+fn limit_sql(limit: usize) -> String {
+    if limit == 0 {
+        String::new()
+    } else {
+        format!(" LIMIT {limit}")
+    }
+}
+
 pub(super) async fn runs(store: &SqliteStore, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-    let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
-    let status = filter.status.map(|s| s.as_str());
-    let function = filter.function.as_ref().map(|f| f.0.clone());
+    let (cond, params) = sqlite_where(Where::runs(filter, &sqlite_ph));
+    let sql = format!("SELECT {RUN_COLS} FROM runs{cond} ORDER BY id DESC{}", limit_sql(filter.limit));
     store
         .read(move |conn| {
-            query_all(
-                conn,
-                &format!(
-                "SELECT {RUN_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR function = ?2) ORDER BY id DESC LIMIT ?3"
-            ),
-                params![status, function, limit],
-                run_row,
-            )
+            let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+            query_all(conn, &sql, &refs, run_row)
+        })
+        .await
+}
+
+pub(super) async fn count_runs(store: &SqliteStore, filter: &RunFilter) -> Result<u64> {
+    let (cond, params) = sqlite_where(Where::runs(filter, &sqlite_ph));
+    let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs{cond}{})", limit_sql(filter.limit));
+    count(store, sql, params).await
+}
+
+async fn count(store: &SqliteStore, sql: String, params: Vec<rusqlite::types::Value>) -> Result<u64> {
+    store
+        .read(move |conn| {
+            let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+            let n: Option<i64> = query_opt(conn, &sql, &refs, |r| col(r, "n"))?;
+            Ok(n.unwrap_or(0).max(0) as u64)
         })
         .await
 }
@@ -219,22 +253,20 @@ pub(super) async fn events_by_ids(store: &SqliteStore, ids: &[EventId]) -> Resul
 }
 
 pub(super) async fn events(store: &SqliteStore, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
-    let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
-    let name = filter.name.clone();
-    let before = filter.before.map(|b| b.to_string());
-    let (after_ms, before_ms) = (filter.received_after_ms, filter.received_before_ms);
+    let (cond, params) = sqlite_where(Where::events(filter, &sqlite_ph));
+    let sql = format!("SELECT * FROM events{cond} ORDER BY internal_id DESC{}", limit_sql(filter.limit));
     store
         .read(move |conn| {
-            query_all(
-                conn,
-                "SELECT * FROM events WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR internal_id < ?2)
-             AND (?3 IS NULL OR received_at_ms >= ?3) AND (?4 IS NULL OR received_at_ms <= ?4)
-             ORDER BY internal_id DESC LIMIT ?5",
-                params![name, before, after_ms, before_ms, limit],
-                event_row,
-            )
+            let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+            query_all(conn, &sql, &refs, event_row)
         })
         .await
+}
+
+pub(super) async fn count_events(store: &SqliteStore, filter: &EventFilter) -> Result<u64> {
+    let (cond, params) = sqlite_where(Where::events(filter, &sqlite_ph));
+    let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM events{cond}{})", limit_sql(filter.limit));
+    count(store, sql, params).await
 }
 
 pub(super) async fn pauses_for_event(store: &SqliteStore, name: &str) -> Result<Vec<Pause>> {
@@ -304,6 +336,21 @@ pub(super) async fn skips(store: &SqliteStore, function: Option<&str>, limit: us
                     })
                 },
             )
+        })
+        .await
+}
+
+pub(super) async fn skips_for_event(store: &SqliteStore, id: EventId) -> Result<Vec<SkipRecord>> {
+    store
+        .read(move |conn| {
+            query_all(conn, "SELECT * FROM skips WHERE event_id = ?1 ORDER BY id", params![id.to_string()], |r| {
+                Ok(SkipRecord {
+                    function: col(r, "function")?,
+                    event_id: event_id(&col::<String>(r, "event_id")?)?,
+                    reason: col(r, "reason")?,
+                    at_ms: col(r, "at_ms")?,
+                })
+            })
         })
         .await
 }
