@@ -44,7 +44,9 @@ struct Args {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency, ingest;
-    /// and `retention` (sustained load against retention; never run unless listed here).
+    /// and `retention` (sustained load against retention) and `nodes` (SQLite vs PostgreSQL, one
+    /// node vs two, a dead node's pickup; needs a PostgreSQL server, INGOT_BENCH_POSTGRES),
+    /// never run unless listed here.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// `retention`: events per second offered (rate-paced).
@@ -65,7 +67,7 @@ struct Args {
 }
 
 /// Phases that run only when `--only` names them (they take minutes).
-const OPT_IN: [&str; 1] = ["retention"];
+const OPT_IN: [&str; 2] = ["retention", "nodes"];
 
 impl Args {
     fn wants(&self, phase: &str) -> bool {
@@ -227,6 +229,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             sample: Duration::from_secs(args.retention_sample.max(1)),
         };
         retention::run(&bench, dir.path(), &opts).await?;
+    }
+
+    if args.wants("nodes") {
+        println!();
+        println!("[8] Several nodes: SQLite vs PostgreSQL, one node vs two (engines of their own)");
+        phases::nodes::run(dir.path(), counts.tput_runs, counts.tput_batch, args.workers, cores).await?;
     }
 
     println!();

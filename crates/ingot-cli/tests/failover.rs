@@ -103,12 +103,7 @@ async fn scenario(env: &mut TestEnv) -> Result<String> {
         }
         pending = still;
         if !pending.is_empty() {
-            ensure!(
-                Instant::now() < finish,
-                "{} runs never finished after the kill (first: event {})",
-                pending.len(),
-                pending[0].0
-            );
+            ensure!(Instant::now() < finish, "{} runs never finished after the kill (first: event {})", pending.len(), pending[0].0);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -5,5 +5,6 @@ pub mod baseline;
 pub mod concurrency;
 pub mod first_call;
 pub mod ingest;
+pub mod nodes;
 pub mod steps;
 pub mod throughput;
