@@ -44,9 +44,9 @@ struct Args {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency, ingest;
-    /// and `retention` (sustained load against retention) and `nodes` (SQLite vs PostgreSQL, one
-    /// node vs two, a dead node's pickup; needs a PostgreSQL server, INGOT_BENCH_POSTGRES),
-    /// never run unless listed here.
+    /// and `retention` (sustained load against retention), `lists` (run and event lists on
+    /// `--list-runs` runs) and `nodes` (SQLite vs PostgreSQL, one node vs two, a dead node's
+    /// pickup; needs a PostgreSQL server, INGOT_BENCH_POSTGRES), never run unless listed here.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// `retention`: events per second offered (rate-paced).
@@ -61,13 +61,16 @@ struct Args {
     /// `retention`: seconds between samples.
     #[arg(long, default_value_t = 5)]
     retention_sample: u64,
+    /// `lists`: runs (each with its event) in the database the lists are timed on.
+    #[arg(long, default_value_t = 1_000_000)]
+    list_runs: usize,
     /// The engine's worker count (most SDK calls in flight); default as `EngineConfig::dev()`.
     #[arg(long)]
     workers: Option<usize>,
 }
 
 /// Phases that run only when `--only` names them (they take minutes).
-const OPT_IN: [&str; 2] = ["retention", "nodes"];
+const OPT_IN: [&str; 3] = ["retention", "lists", "nodes"];
 
 impl Args {
     fn wants(&self, phase: &str) -> bool {
@@ -229,6 +232,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             sample: Duration::from_secs(args.retention_sample.max(1)),
         };
         retention::run(&bench, dir.path(), &opts).await?;
+    }
+    if args.wants("lists") {
+        println!();
+        println!("[7] Run and event lists on {} runs (an engine of its own; HTTP, median of 5)", args.list_runs);
+        phases::lists::run(dir.path(), args.list_runs.max(1)).await?;
     }
 
     if args.wants("nodes") {

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod concurrency;
 pub mod first_call;
 pub mod ingest;
+pub mod lists;
 pub mod nodes;
 pub mod steps;
 pub mod throughput;
