@@ -5,7 +5,7 @@
 //! (`tests/apps/rust_app.rs`); the harness runs it as a child process like
 //! the other SDK apps (see `Sdk::Rust`).
 
-use ingot_test_support::{app_scenarios as rust, scenarios, Sdk, TestEnv};
+use ingot_test_support::{app_scenarios as rust, scenarios, signals, Sdk, TestEnv};
 
 macro_rules! rust_tests {
     ($($name:ident => $scenario:path),* $(,)?) => {
@@ -34,4 +34,7 @@ rust_tests! {
     send_fanout => rust::send_fanout,
     on_failure => rust::on_failure,
     cancel => rust::cancel,
+    signal_resumes_the_waiting_run => signals::resume_and_404,
+    signal_wait_times_out_to_null => signals::times_out_to_null,
+    send_signal_from_one_run_resumes_another => signals::send_from_another_run,
 }

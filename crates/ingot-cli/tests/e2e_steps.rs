@@ -9,13 +9,12 @@
 //! Needs `scripts/setup-test-deps.sh` (node_modules).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Result};
+use anyhow::{anyhow, ensure, Result};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use ingot_test_support::{Deadline, RunStatus, Sdk, TestEnv};
+use ingot_test_support::{signals, RunStatus, Sdk, TestEnv};
 use serde_json::{json, Value};
 
 /// One request the loopback server received.
@@ -100,77 +99,19 @@ fn header(s: &Seen, name: &str) -> Option<String> {
     s.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// `POST /v1/signals`: the status and the body.
-async fn send_signal(env: &TestEnv, signal: &str, data: Value) -> Result<(u16, Value)> {
-    let r = env.http.post(format!("{}/v1/signals", env.base)).json(&json!({"signal": signal, "data": data})).send().await?;
-    let status = r.status().as_u16();
-    Ok((status, r.json().await.unwrap_or(Value::Null)))
-}
-
-/// Waits until the run has its signal wait's timeout queued (the wait is stored).
-async fn wait_for_signal_wait(env: &TestEnv, run_id: &str) -> Result<()> {
-    let deadline = Deadline::after(Duration::from_secs(30));
-    loop {
-        let jobs = env.run_jobs(run_id).await?;
-        if jobs.iter().any(|j| j["work"]["t"] == "timeout" && j["work"]["kind"] == "signal") {
-            return Ok(());
-        }
-        if deadline.passed() {
-            bail!("run {run_id} never waited for its signal; jobs: {jobs:?}");
-        }
-        deadline.tick().await?;
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ingot_test_support::epoch_ms())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_resumes_the_waiting_run_and_an_unused_one_is_404() -> Result<()> {
-    let env = TestEnv::start(Sdk::JsV4).await;
-    let (status, body) = send_signal(&env, &unique("nobody-waits"), json!({})).await?;
-    ensure!(status == 404, "a signal nobody waits for: {status} {body}");
-
-    let signal = unique("order");
-    let event = env.send_event("e2e/signal-wait", json!({"signal": signal, "timeout": "60s"})).await?;
-    let run = env.wait_run_started(&event, "signal-waiter").await?;
-    wait_for_signal_wait(&env, &run.run_id).await?;
-    let (status, body) = send_signal(&env, &signal, json!({"approved": true})).await?;
-    ensure!(status == 200, "signal answered {status} {body}");
-    ensure!(body["data"]["run_id"] == run.run_id.as_str(), "the answer names the resumed run: {body}");
-    let done = env.wait_run_finished(&event, "signal-waiter").await?;
-    ensure!(done.status == RunStatus::Completed, "{done}");
-    ensure!(done.output == json!({"got": {"signal": signal, "data": {"approved": true}}}), "{done}");
-    // Consumed: the same signal again finds nobody.
-    let (status, _) = send_signal(&env, &signal, json!({})).await?;
-    ensure!(status == 404, "a consumed wait answered {status}");
-    env.assert_no_orphans().await
+    signals::resume_and_404(&TestEnv::start(Sdk::JsV4).await).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signal_wait_times_out_to_null() -> Result<()> {
-    let env = TestEnv::start(Sdk::JsV4).await;
-    let event = env.send_event("e2e/signal-wait", json!({"signal": unique("late"), "timeout": "2s"})).await?;
-    let done = env.wait_run_finished(&event, "signal-waiter").await?;
-    ensure!(done.status == RunStatus::Completed && done.output == json!({"got": null}), "{done}");
-    Ok(())
+    signals::times_out_to_null(&TestEnv::start(Sdk::JsV4).await).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_signal_from_one_run_resumes_another() -> Result<()> {
-    let env = TestEnv::start(Sdk::JsV4).await;
-    let signal = unique("handoff");
-    let waiting = env.send_event("e2e/signal-wait", json!({"signal": signal, "timeout": "60s"})).await?;
-    let waiter = env.wait_run_started(&waiting, "signal-waiter").await?;
-    wait_for_signal_wait(&env, &waiter.run_id).await?;
-    let sending = env.send_event("e2e/signal-send", json!({"signal": signal, "data": {"from": "sender"}})).await?;
-    let sender = env.wait_run_finished(&sending, "signal-sender").await?;
-    ensure!(sender.status == RunStatus::Completed, "{sender}");
-    ensure!(sender.output["sent"]["runId"] == waiter.run_id.as_str(), "sendSignal returns the resumed run: {sender}");
-    let done = env.wait_run_finished(&waiting, "signal-waiter").await?;
-    ensure!(done.output == json!({"got": {"signal": signal, "data": {"from": "sender"}}}), "{done}");
-    Ok(())
+    signals::send_from_another_run(&TestEnv::start(Sdk::JsV4).await).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

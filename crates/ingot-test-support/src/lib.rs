@@ -1015,6 +1015,7 @@ impl Drop for EngineProc {
 }
 
 pub mod app_scenarios;
+pub mod signals;
 pub mod store;
 
 /// Scenarios shared by the JS and Python apps (same function ids, triggers

@@ -144,6 +144,40 @@ impl Client {
         key.and_then(signature::hashed_key).map(|h| format!("Bearer {h}"))
     }
 
+    /// Sends the signal `signal` with `data` (`POST /v1/signals`, with the
+    /// hashed signing key); returns the id of the run that was waiting for
+    /// it, or `None` if none was.
+    pub async fn send_signal(&self, signal: &str, data: Value) -> Result<Option<String>, SendError> {
+        let url = format!("{}/v1/signals", self.inner.api_origin);
+        let mut req = self
+            .inner
+            .http
+            .post(&url)
+            .header("X-Inngest-SDK", Client::sdk_header())
+            .header("User-Agent", Client::sdk_header())
+            .json(&serde_json::json!({"signal": signal, "data": data}));
+        if let Some(auth) = Client::bearer(self.inner.signing_key.as_deref()) {
+            req = req.header("Authorization", auth);
+        }
+        if let Some(env) = &self.inner.env {
+            req = req.header("X-Inngest-Env", env);
+        }
+        let resp = req.send().await.map_err(|e| SendError::Unreachable { url: url.clone(), source: e })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        match status {
+            200..=299 => {
+                let v: Value = serde_json::from_str(&text).map_err(|e| SendError::InvalidResponse(format!("{e}: {text}")))?;
+                match v.pointer("/data/run_id").and_then(Value::as_str) {
+                    Some(id) => Ok(Some(id.to_string())),
+                    None => Err(SendError::InvalidResponse(format!("no run_id in {text}"))),
+                }
+            }
+            404 => Ok(None),
+            _ => Err(SendError::Rejected { status, message: text.chars().take(500).collect() }),
+        }
+    }
+
     /// Sends one event; returns the id the engine gave it.
     pub async fn send(&self, event: impl IntoEvent) -> Result<EventId, SendError> {
         let mut ids = self.send_many([event]).await?;

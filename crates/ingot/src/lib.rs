@@ -154,7 +154,7 @@ pub use function::options::{
 };
 pub use function::{Ctx, Function, FunctionBuilder, TypedFunction};
 pub use serve::{serve, serve_with_state, Handler};
-pub use step::{FunctionRef, InvokeOpts, Step, WaitOpts};
+pub use step::{FunctionRef, InvokeOpts, OnConflict, Signal, SignalOpts, Step, WaitOpts};
 pub use time::TimeSpec;
 
 /// Reads an Inngest time string (`"30s"`, `"1h30m"`, `"7d"`) as a duration.

@@ -65,6 +65,47 @@ impl WaitOpts {
     }
 }
 
+/// Options of [`Step::wait_for_signal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalOpts {
+    /// How long to wait before giving up (the step then returns `None`).
+    pub timeout: TimeSpec,
+    /// What happens when another run already waits for the same signal.
+    pub on_conflict: OnConflict,
+}
+
+/// When two runs wait for one signal name (only one can).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    /// This run's step fails (the engine's "Signal conflict" error).
+    #[default]
+    Fail,
+    /// This run takes the signal over; the other stops waiting for it.
+    Replace,
+}
+
+impl SignalOpts {
+    /// Waits up to `timeout` (a `Duration` or a time string such as `"1h"`).
+    pub fn new(timeout: impl Into<TimeSpec>) -> SignalOpts {
+        SignalOpts { timeout: timeout.into(), on_conflict: OnConflict::Fail }
+    }
+
+    /// What to do when another run waits for the same signal.
+    pub fn on_conflict(mut self, mode: OnConflict) -> SignalOpts {
+        self.on_conflict = mode;
+        self
+    }
+}
+
+/// A signal a run received: its name and the data sent with it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct Signal<D = Value> {
+    /// The signal's name.
+    pub signal: String,
+    /// What the sender sent with it.
+    pub data: D,
+}
+
 /// Options of [`Step::invoke_with`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InvokeOpts {
@@ -276,6 +317,62 @@ impl Step {
                     .map_err(|e| Error::non_retriable(format!("the event awaited by step {id:?} does not fit its type: {e}"))),
             }
         }
+    }
+
+    /// Waits until someone sends the signal `signal` (with
+    /// [`Step::send_signal`], [`crate::Client::send_signal`], another SDK's
+    /// `sendSignal`, or `POST /v1/signals`); `None` when the timeout passes
+    /// first. Signal names are global: use one per thing awaited, e.g.
+    /// `format!("approval:{order_id}")`.
+    pub fn wait_for_signal<D: DeserializeOwned + Send + 'static>(
+        &self,
+        id: &str,
+        signal: &str,
+        opts: SignalOpts,
+    ) -> impl Future<Output = Result<Option<Signal<D>>, Error>> + Send + 'static {
+        let kind = opts.timeout.wire().map_err(|e| format!("timeout: {e}")).map(|timeout| {
+            let conflict = match opts.on_conflict {
+                OnConflict::Fail => "fail",
+                OnConflict::Replace => "replace",
+            };
+            StepKind::WaitForSignal {
+                signal: signal.to_string(),
+                opts: json!({"signal": signal, "timeout": timeout, "conflict": conflict}),
+            }
+        });
+        let fut = self.engine_step(id, kind);
+        let id = id.to_string();
+        async move {
+            match fut.await? {
+                Value::Null => Ok(None),
+                got => serde_json::from_value(got)
+                    .map(Some)
+                    .map_err(|e| Error::non_retriable(format!("the signal received by step {id:?} does not fit its type: {e}"))),
+            }
+        }
+    }
+
+    /// Sends the signal `signal` with `data` to the run waiting for it, as a
+    /// step (sent once however often the function is re-entered); returns
+    /// that run's id, or `None` if no run was waiting.
+    pub fn send_signal<'a, D: Serialize + Send + 'a>(
+        &'a self,
+        id: &str,
+        signal: &str,
+        data: D,
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send + 'a {
+        let kind = StepKind::Run { name: "sendSignal".to_string(), opts: json!({"type": "step.sendSignal", "signal": signal}) };
+        let reg = self.exec.register(id, kind);
+        let client = self.client.clone();
+        let signal = signal.to_string();
+        let body = async move {
+            let data =
+                serde_json::to_value(data).map_err(|e| Error::non_retriable(format!("the signal's data cannot be serialized: {e}")))?;
+            let run_id = client.send_signal(&signal, data).await?;
+            Ok(json!({ "run_id": run_id }))
+        };
+        let step = self.run_body::<Value, _>(id.to_string(), reg, body);
+        async move { Ok(step.await?.get("run_id").and_then(Value::as_str).map(str::to_string)) }
     }
 
     /// Invokes another function with `data` and returns its output, typed

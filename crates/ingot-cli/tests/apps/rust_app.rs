@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ingot::{Client, Ctx, Error, Event, Function, FunctionRef, InvokeOpts, WaitOpts};
+use ingot::{Client, Ctx, Error, Event, Function, FunctionRef, InvokeOpts, OnConflict, Signal, SignalOpts, WaitOpts};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -254,7 +254,25 @@ fn functions(log: Log) -> Vec<Function> {
             Ok("never")
         });
 
+    let signal_waiter =
+        Function::new("signal-waiter").name("Signal waiter").trigger_event_name("e2e/signal-wait").handler(|ctx: Ctx| async move {
+            let signal = ctx.event.data["signal"].as_str().unwrap_or_default().to_string();
+            let timeout = ctx.event.data["timeout"].as_str().unwrap_or("30s").to_string();
+            let opts = SignalOpts::new(timeout.as_str()).on_conflict(OnConflict::Replace);
+            let got: Option<Signal> = ctx.step.wait_for_signal("wait-for-signal", &signal, opts).await?;
+            Ok(json!({ "got": got }))
+        });
+
+    let signal_sender =
+        Function::new("signal-sender").name("Signal sender").trigger_event_name("e2e/signal-send").handler(|ctx: Ctx| async move {
+            let signal = ctx.event.data["signal"].as_str().unwrap_or_default().to_string();
+            let run_id = ctx.step.send_signal("send-signal", &signal, ctx.event.data["data"].clone()).await?;
+            Ok(json!({ "sent": { "runId": run_id } }))
+        });
+
     ingot::functions![
+        signal_waiter,
+        signal_sender,
         hello,
         memo,
         parallel,

@@ -36,6 +36,8 @@ pub(crate) enum StepKind {
     WaitForEvent { event: String, opts: Value },
     /// `step.invoke`: `{function_id, payload, timeout}`.
     Invoke { opts: Value },
+    /// `step.wait_for_signal`: the signal, and `{signal, timeout, conflict}`.
+    WaitForSignal { signal: String, opts: Value },
 }
 
 /// A step found in this call that has no memoized result.

@@ -47,6 +47,7 @@ pub(crate) fn found_op(step: &FoundStep) -> Op {
         StepKind::Sleep { .. } => op.op = Opcode::Sleep,
         StepKind::WaitForEvent { .. } => op.op = Opcode::WaitForEvent,
         StepKind::Invoke { .. } => op.op = Opcode::InvokeFunction,
+        StepKind::WaitForSignal { .. } => op.op = Opcode::WaitForSignal,
     }
     op
 }
@@ -57,6 +58,7 @@ fn base_op(step: &FoundStep, opcode: Opcode) -> Op {
         StepKind::Sleep { name } => (Some(name.clone()), json!({})),
         StepKind::WaitForEvent { event, opts } => (Some(event.clone()), opts.clone()),
         StepKind::Invoke { opts } => (None, opts.clone()),
+        StepKind::WaitForSignal { signal, opts } => (Some(signal.clone()), opts.clone()),
     };
     let userland = if step.index > 0 { json!({"id": step.user_id, "index": step.index}) } else { json!({"id": step.user_id}) };
     Op {
