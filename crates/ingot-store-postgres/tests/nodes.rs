@@ -364,3 +364,38 @@ async fn one_concurrency_limit_holds_across_two_nodes() {
     })
     .await;
 }
+
+/// A cron tick fires once across nodes: every node queues the next tick of
+/// every cron trigger it knows (at start and after each sync), as one item
+/// with the same dedupe key, so the shared queue holds it once and one node
+/// claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_tick_is_queued_and_claimed_once_across_nodes() {
+    common::with_fresh_db(|uri| async move {
+        let (a, b) = (node(&uri, Duration::from_secs(30)).await, node(&uri, Duration::from_secs(30)).await);
+        let tick = |at: i64| {
+            let work = Work::Cron { function: "nightly".into(), cron: "0 3 * * *".into(), scheduled_ms: at };
+            QueueItem { dedupe: Some(ingot_core::keys::cron_tick("nightly", "0 3 * * *")), ..QueueItem::new(RunId(Ulid::new()), work, at) }
+        };
+        let (qa, qb) = (a.clone(), b.clone());
+        let (ra, rb) = tokio::join!(
+            qa.commit(Commit { ops: vec![WriteOp::Enqueue(tick(100))] }),
+            qb.commit(Commit { ops: vec![WriteOp::Enqueue(tick(100))] })
+        );
+        ra.unwrap();
+        rb.unwrap();
+        b.commit(Commit { ops: vec![WriteOp::Enqueue(tick(100))] }).await.unwrap();
+        let (ca, cb) = (a.claim(1_000, 10).await.unwrap().items, b.claim(1_000, 10).await.unwrap().items);
+        assert_eq!(ca.len() + cb.len(), 1, "one tick in the shared queue, claimed by one node: {ca:?} {cb:?}");
+        // Once it fired (acked by its holder), the next tick is queued again, once.
+        let (holder, fired) = match ca.into_iter().next() {
+            Some(c) => (&a, c),
+            None => (&b, cb.into_iter().next().unwrap()),
+        };
+        holder.commit(Commit { ops: vec![WriteOp::Ack(fired.lease), WriteOp::Enqueue(tick(200))] }).await.unwrap();
+        a.commit(Commit { ops: vec![WriteOp::Enqueue(tick(200))] }).await.unwrap();
+        let (ca, cb) = tokio::join!(a.claim(1_000, 10), b.claim(1_000, 10));
+        assert_eq!(ca.unwrap().items.len() + cb.unwrap().items.len(), 1, "the next tick, once");
+    })
+    .await;
+}
