@@ -3,7 +3,9 @@
 //! (playwright-core over Debian's /usr/bin/chromium). The script opens every
 //! page, sends an event from the UI and watches its run appear and finish
 //! live, opens timelines, cancels a sleeping run, reruns a failed one, bulk
-//! cancels, pauses and invokes. Screenshots land in tests/artifacts/.
+//! cancels, pauses and invokes. `charts.test.mjs` runs against an engine of
+//! its own, so the runs its charts count are exactly the ones it started.
+//! Screenshots land in tests/artifacts/.
 //!
 //! Needs `scripts/setup-test-deps.sh` (chromium, tests/browser/node_modules).
 
@@ -17,6 +19,17 @@ fn repo_root() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_in_headless_chromium() {
+    node_tests("dashboard.test.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn charts_in_headless_chromium() {
+    node_tests("charts.test.mjs").await;
+}
+
+/// Runs one script of tests/browser/ with `node --test` against a fresh
+/// `ingot dev` and the JS SDK test app.
+async fn node_tests(script: &str) {
     let root = repo_root();
     let browser_dir = root.join("tests/browser");
     let chromium = std::env::var_os("INGOT_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -32,7 +45,7 @@ async fn dashboard_in_headless_chromium() {
     let env = TestEnv::start(Sdk::JsV4).await;
     let node = std::env::var_os("INGOT_E2E_NODE").unwrap_or_else(|| "node".into());
     let status = tokio::process::Command::new(node)
-        .args(["--test", "--test-reporter=spec", "dashboard.test.mjs"])
+        .args(["--test", "--test-reporter=spec", script])
         .current_dir(&browser_dir)
         .env("INGOT_URL", &env.base)
         .env("APP_ID", Sdk::JsV4.app_id())
@@ -43,5 +56,5 @@ async fn dashboard_in_headless_chromium() {
         .await
         .expect("running node --test");
     // Panicking while `env` is alive prints the engine's and the app's logs.
-    assert!(status.success(), "the browser tests failed ({status}); screenshots are in {}", artifacts.display());
+    assert!(status.success(), "{script} failed ({status}); screenshots are in {}", artifacts.display());
 }

@@ -53,6 +53,8 @@ export const api = {
   event: (id) => get(`/v1/dashboard/events/${encodeURIComponent(id)}`).then((r) => r.data),
   send: (events) => post("/v1/events", events),
   replay: (id) => post(`/v1/events/${encodeURIComponent(id)}/replay`),
+  functionStats: (slug, window) => get(`/v1/functions/${encodeURIComponent(slug)}/stats` + qs({ window })).then((r) => r.data),
+  queueStats: () => get("/v1/queue/stats").then((r) => r.data),
 };
 
 // ---- live stream ----------------------------------------------------------

@@ -21,6 +21,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript; charset=utf-8", include_str!("../assets/app.js")),
     ("api.js", "text/javascript; charset=utf-8", include_str!("../assets/api.js")),
     ("ui.js", "text/javascript; charset=utf-8", include_str!("../assets/ui.js")),
+    ("charts.js", "text/javascript; charset=utf-8", include_str!("../assets/charts.js")),
     ("pages/apps.js", "text/javascript; charset=utf-8", include_str!("../assets/pages/apps.js")),
     ("pages/functions.js", "text/javascript; charset=utf-8", include_str!("../assets/pages/functions.js")),
     ("pages/events.js", "text/javascript; charset=utf-8", include_str!("../assets/pages/events.js")),

@@ -4,6 +4,7 @@
 import { api, subscribe, debounce } from "../api.js";
 import { h, link, badge, json, empty, pageHead, dialog, act, toast, parseJson, triggerChips } from "../ui.js";
 import { runsTable } from "./runs.js";
+import { functionCharts } from "../charts.js";
 
 const FLOW_LABEL = {
   concurrency: "Concurrency", throttle: "Throttle", rateLimit: "Rate limit", debounce: "Debounce", batchEvents: "Batching",
@@ -114,13 +115,15 @@ export async function renderOne(main, slug) {
     runsBox.replaceChildren(runsTable(res.data, { showFunction: false }));
   };
   const refresh = debounce(() => loadRuns().catch(() => {}), 150);
+  const charts = functionCharts(slug);
 
-  main.append(head, h("div.grid.side",
+  main.append(head, charts.el, h("div.grid.side",
     h("div.card", h("div.card-head", h("h2", "Recent runs"), link(`/runs?function=${encodeURIComponent(slug)}`, h("span.small", "All runs →"))), runsBox),
     h("div.card", h("div.card-head", h("h2", "Configuration")), infoBox)));
-  await Promise.all([loadFn(), loadRuns()]);
-  return subscribe((msg) => {
-    if (msg.type === "run" && msg.function === slug) refresh();
+  await Promise.all([loadFn(), loadRuns(), charts.load()]);
+  const unsub = subscribe((msg) => {
+    if (msg.type === "run" && msg.function === slug) { refresh(); charts.refresh(); }
     if (msg.type === "function" && msg.slug === slug) loadFn().catch(() => {});
   });
+  return () => { unsub(); charts.stop(); };
 }

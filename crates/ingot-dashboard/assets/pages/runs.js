@@ -5,6 +5,7 @@
 
 import { api, subscribe, debounce } from "../api.js";
 import { h, link, badge, when, duration, shortId, empty, pageHead, dialog, toast, count as fmtCount } from "../ui.js";
+import { queueStrip } from "../charts.js";
 
 const STATUSES = ["", "Queued", "Running", "Completed", "Failed", "Cancelled"];
 const PAGE = 50;
@@ -170,6 +171,7 @@ export async function render(main) {
   };
   const refresh = debounce(() => { if (!cursor) load().catch(() => {}); }, 150);
   const change = () => { writeFilter(f); cursors = []; cursor = ""; idKind = "run"; load(); };
+  const queue = queueStrip();
 
   const seg = h("div.segmented", { role: "group", "aria-label": "Status", "data-testid": "status-filter" },
     STATUSES.map((s) => h("button", { type: "button", class: f.status === s ? "on" : "", "data-status": s || "all",
@@ -199,17 +201,18 @@ export async function render(main) {
       sub: "Every function run, newest first. The list updates by itself.",
       actions: [h("button.btn.danger", { type: "button", "data-testid": "bulk-cancel-open", onclick: () => bulkCancel(functions, f) }, "Bulk cancel…")],
     }),
+    queue.el,
     h("div.filters", seg, fnSelect, rangeSelect, custom, h("span", { style: { marginLeft: "auto" } }, total)),
     searchForm,
     note,
     h("div.card", tableBox, h("div.pager", pageInfo, h("span.actions", newer, older))));
-  await load();
-  const unsub = subscribe((msg) => { if (msg.type === "run" || msg.type === "resync") refresh(); });
+  await Promise.all([load(), queue.load()]);
+  const unsub = subscribe((msg) => { if (msg.type === "run" || msg.type === "resync") { refresh(); queue.refresh(); } });
   const timer = setInterval(() => {
     for (const td of tableBox.querySelectorAll("[data-duration-start]")) {
       const start = Number(td.dataset.durationStart);
       if (start) td.textContent = duration(Date.now() - start);
     }
   }, 1000);
-  return () => { unsub(); clearInterval(timer); };
+  return () => { unsub(); clearInterval(timer); queue.stop(); };
 }
