@@ -111,14 +111,15 @@ pub fn functions() -> Vec<Function> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // INNGEST_DEV=1 for a local engine; otherwise INNGEST_SIGNING_KEY and
     // INNGEST_EVENT_KEY are required (a missing one is printed in full).
     let client = Client::new("orders-app")?;
     let app = ingot::serve(&client, functions());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     // Serving does not sync: `ingot dev -u <this URL>` (or a PUT to it) does.
-    println!("serving http://127.0.0.1:3000/api/inngest");
+    println!("serving http://127.0.0.1:{port}/api/inngest");
     axum::serve(listener, app).await?;
     Ok(())
 }
