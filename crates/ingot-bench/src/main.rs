@@ -43,10 +43,11 @@ struct Args {
     /// Directory for the databases (a fresh temp dir is made inside it).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency, ingest;
-    /// and `retention` (sustained load against retention), `lists` (run and event lists on
-    /// `--list-runs` runs) and `nodes` (SQLite vs PostgreSQL, one node vs two, a dead node's
-    /// pickup; needs a PostgreSQL server, INGOT_BENCH_POSTGRES), never run unless listed here.
+    /// Run only these phases (comma-separated): baseline, first-call, steps, throughput, concurrency,
+    /// tracing (throughput with trace export off vs on), ingest; and `retention` (sustained load
+    /// against retention), `lists` (run and event lists on `--list-runs` runs) and `nodes` (SQLite
+    /// vs PostgreSQL, one node vs two, a dead node's pickup; needs a PostgreSQL server,
+    /// INGOT_BENCH_POSTGRES), never run unless listed here.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// `retention`: events per second offered (rate-paced).
@@ -214,6 +215,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             sdk::CONC_KEYS
         );
         concurrency(&bench, &counts, unlimited).await?;
+    }
+    if args.wants("tracing") {
+        println!();
+        println!("[3c] Throughput with trace export off vs on (bench-steps3; engines of their own, OTLP/HTTP to a discarding sink)");
+        phases::traces::run(dir.path(), counts.tput_runs, counts.tput_batch, args.workers, cores).await?;
     }
     if args.wants("ingest") {
         println!();

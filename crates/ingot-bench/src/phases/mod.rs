@@ -9,3 +9,4 @@ pub mod lists;
 pub mod nodes;
 pub mod steps;
 pub mod throughput;
+pub mod traces;
