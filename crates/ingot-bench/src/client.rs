@@ -8,7 +8,47 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use ingot_engine::{Clock, Engine, EngineConfig};
+use ingot_store::Store;
+
 use crate::sdk::{self, Sdk, FUNCTIONS};
+
+/// The minimal SDK endpoint served on a free loopback port; returns it and
+/// its serve URL.
+pub async fn serve_sdk() -> anyhow::Result<(Arc<Sdk>, String)> {
+    let sdk = Sdk::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let router = sdk.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((sdk, format!("http://{addr}/api/inngest")))
+}
+
+/// An engine on `store` served on a free loopback port: dev mode without
+/// discovery, polling or app URLs, `tune` adjusting the rest; `start` runs
+/// its loops (a phase that fills the store first starts them later or
+/// never). Returns the engine and its origin.
+pub async fn serve_engine(
+    store: Arc<dyn Store>,
+    tune: impl FnOnce(&mut EngineConfig),
+    start: bool,
+) -> anyhow::Result<(Arc<Engine>, String)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut config = EngineConfig::dev();
+    config.discovery = false;
+    config.poll = false;
+    config.sdk_urls.clear();
+    config.public_url = format!("http://{addr}");
+    tune(&mut config);
+    let engine = Engine::new(config, store, Clock::system()).await?;
+    if start {
+        engine.start();
+    }
+    let router = engine.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((engine, format!("http://{addr}")))
+}
 
 /// What every phase needs.
 pub struct Bench {

@@ -18,17 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use ingot_engine::{Clock, Engine, EngineConfig};
+use ingot_engine::EngineConfig;
 use ingot_store::SqliteStore;
 
-use client::{register, Bench};
+use client::{register, serve_engine, serve_sdk, Bench};
 use phases::baseline::{baseline_fsync, baseline_http, baseline_store};
 use phases::concurrency::concurrency;
 use phases::first_call::latency_first_call;
 use phases::ingest::{ingest_batches, ingest_single};
 use phases::steps::latency_steps;
 use phases::throughput::{throughput, LIMITED, UNLIMITED};
-use sdk::Sdk;
 use stats::{line, mb, proc_status_kb};
 
 #[derive(Parser)]
@@ -142,31 +141,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The engine: SQLite (WAL, synchronous=FULL as the store sets), dev mode,
     // no discovery or polling.
     let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
-    let engine_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let engine_addr = engine_listener.local_addr()?;
-    let mut config = EngineConfig::dev();
-    config.discovery = false;
-    config.poll = false;
-    config.sdk_urls.clear();
-    if let Some(w) = args.workers {
-        config.workers = w;
-    }
-    let workers = config.workers;
-    config.public_url = format!("http://{engine_addr}");
-    let engine = Engine::new(config, Arc::new(store), Clock::system()).await?;
-    engine.start();
-    let router = engine.router();
-    tokio::spawn(async move { axum::serve(engine_listener, router).await });
+    let (engine, engine_url) = serve_engine(
+        Arc::new(store),
+        |c| {
+            if let Some(w) = args.workers {
+                c.workers = w;
+            }
+        },
+        true,
+    )
+    .await?;
+    let workers = args.workers.unwrap_or_else(|| EngineConfig::dev().workers);
 
     // The SDK endpoint.
-    let sdk = Sdk::new();
-    let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sdk_addr = sdk_listener.local_addr()?;
-    let sdk_router = sdk.router();
-    tokio::spawn(async move { axum::serve(sdk_listener, sdk_router).await });
+    let (sdk, sdk_url) = serve_sdk().await?;
 
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).timeout(Duration::from_secs(60)).build()?;
-    let bench = Bench { engine_url: format!("http://{engine_addr}"), sdk_url: format!("http://{sdk_addr}/api/inngest"), http, sdk, cores };
+    let bench = Bench { engine_url, sdk_url, http, sdk, cores };
     register(&bench).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = proc_status_kb("VmRSS");

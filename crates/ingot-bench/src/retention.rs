@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ingot_core::{EventId, FunctionSlug, RunId, RunState, RunStatus};
-use ingot_engine::{Clock, Engine, EngineConfig};
 use ingot_store::{Commit, HistoryRecord, RunRecord, SqliteStore, StepRecord, Store, StoredEvent, WriteOp};
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use crate::client::{register, send_events, Bench};
+use crate::client::{register, send_events, serve_engine, Bench};
 use crate::phases::throughput::UNLIMITED;
 use crate::stats::{line, mb, ms, proc_status_kb, Samples};
 
@@ -175,25 +174,9 @@ async fn counts(conn: &mut SqliteConnection) -> anyhow::Result<(i64, i64, i64, i
 async fn load(b: &Bench, dir: &Path, opts: &Opts) -> anyhow::Result<()> {
     let db = dir.join("retention.db");
     let store = SqliteStore::open(&db).await.with_context(|| format!("opening {}", db.display()))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut config = EngineConfig::dev();
-    config.discovery = false;
-    config.poll = false;
-    config.sdk_urls.clear();
-    config.retention = opts.period;
-    config.public_url = format!("http://{addr}");
-    let engine = Engine::new(config, Arc::new(store), Clock::system()).await?;
-    engine.start();
-    let router = engine.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let rb = Arc::new(Bench {
-        engine_url: format!("http://{addr}"),
-        sdk_url: b.sdk_url.clone(),
-        http: b.http.clone(),
-        sdk: b.sdk.clone(),
-        cores: b.cores,
-    });
+    let period = opts.period;
+    let (engine, engine_url) = serve_engine(Arc::new(store), |c| c.retention = period, true).await?;
+    let rb = Arc::new(Bench { engine_url, sdk_url: b.sdk_url.clone(), http: b.http.clone(), sdk: b.sdk.clone(), cores: b.cores });
     register(&rb).await?;
     let mut counter = SqliteConnectOptions::new().filename(&db).read_only(true).connect().await?;
 

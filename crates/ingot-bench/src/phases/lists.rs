@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ingot_core::{EventId, FunctionSlug, RunId, RunState, RunStatus};
-use ingot_engine::{Clock, Engine, EngineConfig};
 use ingot_store::{Commit, HistoryRecord, RunRecord, SqliteStore, Store, StoredEvent, WriteOp};
 use serde_json::{json, Value};
 
@@ -36,18 +35,8 @@ pub async fn run(dir: &Path, runs: usize) -> anyhow::Result<()> {
     fill(&store, runs).await?;
     line(&format!("writing {runs} runs + events through the store"), &format!("{:.1} s", filled.elapsed().as_secs_f64()), "", None);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut config = EngineConfig::dev();
-    config.discovery = false;
-    config.poll = false;
-    config.sdk_urls.clear();
-    config.public_url = format!("http://{addr}");
-    let engine = Engine::new(config, Arc::new(store), Clock::system()).await?;
-    let router = engine.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (engine, base) = crate::client::serve_engine(Arc::new(store), |_| {}, false).await?;
     let http = reqwest::Client::new();
-    let base = format!("http://{addr}");
 
     let mid = run_id(runs / 2);
     let f3 = function(3);

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ingot_engine::{Clock, Engine, EngineConfig};
+use ingot_engine::Engine;
 use ingot_store::{SqliteStore, Store};
 use ingot_store_postgres::{PgOptions, PgStore};
 use serde_json::{json, Value};
 
-use crate::client::{register, send_events, Bench};
+use crate::client::{register, send_events, serve_engine, serve_sdk, Bench};
 use crate::phases::throughput::UNLIMITED;
 use crate::sdk::Sdk;
 use crate::stats::{line, Usage};
@@ -66,32 +66,16 @@ async fn exec(uri: &str, sql: &str) -> anyhow::Result<()> {
 
 /// One engine serving on loopback; `start` runs its loops.
 async fn engine(store: Arc<dyn Store>, workers: Option<usize>, start: bool) -> anyhow::Result<(Arc<Engine>, String)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut config = EngineConfig::dev();
-    config.discovery = false;
-    config.poll = false;
-    config.sdk_urls.clear();
-    if let Some(w) = workers {
-        config.workers = w;
-    }
-    config.public_url = format!("http://{addr}");
-    let engine = Engine::new(config, store, Clock::system()).await?;
-    if start {
-        engine.start();
-    }
-    let router = engine.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok((engine, format!("http://{addr}")))
-}
-
-async fn sdk_endpoint() -> anyhow::Result<(Arc<Sdk>, String)> {
-    let sdk = Sdk::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let router = sdk.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok((sdk, format!("http://{addr}/api/inngest")))
+    serve_engine(
+        store,
+        |c| {
+            if let Some(w) = workers {
+                c.workers = w;
+            }
+        },
+        start,
+    )
+    .await
 }
 
 fn bench_for(url: &str, sdk: &Arc<Sdk>, sdk_url: &str, http: &reqwest::Client, cores: usize) -> Bench {
@@ -158,7 +142,7 @@ pub async fn run(dir: &Path, runs: usize, batch: usize, workers: Option<usize>, 
         let db = dir.join("nodes-sqlite.db");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await?);
         let (engine, url) = engine(store, workers, true).await?;
-        let (sdk, sdk_url) = sdk_endpoint().await?;
+        let (sdk, sdk_url) = serve_sdk().await?;
         let b = bench_for(&url, &sdk, &sdk_url, &http, cores);
         register(&b).await?;
         results.push(("SQLite, 1 node", drive(&[b], runs, batch).await?));
@@ -168,7 +152,7 @@ pub async fn run(dir: &Path, runs: usize, batch: usize, workers: Option<usize>, 
     {
         let db = PgDb::create().await?;
         let (engine, url) = engine(pg_store(&db.uri()).await?, workers, true).await?;
-        let (sdk, sdk_url) = sdk_endpoint().await?;
+        let (sdk, sdk_url) = serve_sdk().await?;
         let b = bench_for(&url, &sdk, &sdk_url, &http, cores);
         register(&b).await?;
         let measured = drive(&[b], runs, batch).await;
@@ -182,7 +166,7 @@ pub async fn run(dir: &Path, runs: usize, batch: usize, workers: Option<usize>, 
         let db = PgDb::create().await?;
         let (a, url_a) = engine(pg_store(&db.uri()).await?, workers, true).await?;
         let (b, url_b) = engine(pg_store(&db.uri()).await?, workers, true).await?;
-        let (sdk, sdk_url) = sdk_endpoint().await?;
+        let (sdk, sdk_url) = serve_sdk().await?;
         let nodes = [bench_for(&url_a, &sdk, &sdk_url, &http, cores), bench_for(&url_b, &sdk, &sdk_url, &http, cores)];
         register(&nodes[0]).await?;
         // The other node reads the sync within its 2 s follow interval.
@@ -211,7 +195,7 @@ pub async fn run(dir: &Path, runs: usize, batch: usize, workers: Option<usize>, 
     let dead = (runs / 10).clamp(10, 500);
     let db = PgDb::create().await?;
     let (live, url) = engine(pg_store(&db.uri()).await?, workers, false).await?;
-    let (sdk, sdk_url) = sdk_endpoint().await?;
+    let (sdk, sdk_url) = serve_sdk().await?;
     let b = bench_for(&url, &sdk, &sdk_url, &http, cores);
     register(&b).await?;
     let events: Vec<Value> = (0..dead).map(|i| json!({"name": UNLIMITED.1, "data": {"i": i}})).collect();

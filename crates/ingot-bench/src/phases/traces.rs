@@ -14,12 +14,11 @@ use anyhow::Context;
 use axum::extract::State;
 use axum::routing::post;
 use ingot_engine::traces::OtlpConfig;
-use ingot_engine::{Clock, Engine, EngineConfig};
+use ingot_engine::{Engine, EngineConfig};
 use ingot_store::SqliteStore;
 
-use crate::client::{register, Bench};
+use crate::client::{register, serve_engine, serve_sdk, Bench};
 use crate::phases::throughput::{drive, UNLIMITED};
-use crate::sdk::Sdk;
 use crate::stats::{cpu_time, line};
 
 /// Turns per mode; the median is reported.
@@ -51,30 +50,16 @@ async fn sink() -> anyhow::Result<(Arc<Sink>, String)> {
 /// An engine on `db` with its own SDK endpoint, registered; traced when `otlp` is set.
 async fn node(db: &Path, otlp: Option<OtlpConfig>, workers: Option<usize>, cores: usize) -> anyhow::Result<(Arc<Engine>, Bench)> {
     let store = SqliteStore::open(db).await.with_context(|| format!("opening {}", db.display()))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut config = EngineConfig::dev();
-    config.discovery = false;
-    config.poll = false;
-    config.sdk_urls.clear();
-    if let Some(w) = workers {
-        config.workers = w;
-    }
-    config.public_url = format!("http://{addr}");
-    config.otlp = otlp;
-    let engine = Engine::new(config, Arc::new(store), Clock::system()).await?;
-    engine.start();
-    let router = engine.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-
-    let sdk = Sdk::new();
-    let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sdk_addr = sdk_listener.local_addr()?;
-    let sdk_router = sdk.router();
-    tokio::spawn(async move { axum::serve(sdk_listener, sdk_router).await });
-
+    let tune = |c: &mut EngineConfig| {
+        if let Some(w) = workers {
+            c.workers = w;
+        }
+        c.otlp = otlp;
+    };
+    let (engine, engine_url) = serve_engine(Arc::new(store), tune, true).await?;
+    let (sdk, sdk_url) = serve_sdk().await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).tcp_nodelay(true).timeout(Duration::from_secs(60)).build()?;
-    let bench = Bench { engine_url: format!("http://{addr}"), sdk_url: format!("http://{sdk_addr}/api/inngest"), http, sdk, cores };
+    let bench = Bench { engine_url, sdk_url, http, sdk, cores };
     register(&bench).await?;
     Ok((engine, bench))
 }
