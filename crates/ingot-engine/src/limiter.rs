@@ -136,7 +136,7 @@ mod tests {
             available_at_ms: at,
             dedupe: None,
         };
-        Claimed { item, lease: Lease { item: id, token: 1 } }
+        Claimed { item, lease: Lease { item: id, token: 1 }, run_rev: None }
     }
 
     #[test]

@@ -38,7 +38,7 @@ const CLAIM: &str = "WITH due AS (
         ORDER BY available_at_ms, id LIMIT $2
         FOR UPDATE SKIP LOCKED)
     UPDATE queue q SET leased_by = $3, lease_until_ms = ingot_now_ms() + $4 FROM due WHERE q.id = due.id
-    RETURNING q.id, q.run_id, q.work, q.available_at_ms, q.dedupe";
+    RETURNING q.id, q.run_id, q.work, q.available_at_ms, q.dedupe, (SELECT rev FROM runs WHERE id = q.run_id) AS run_rev";
 
 /// When to look again: the earliest item nobody holds, and how long until
 /// the first lease another node holds on a due item runs out.
@@ -63,25 +63,26 @@ pub(crate) async fn claim(pool: &Pool, local: &Local, now_ms: i64, limit: usize)
         let leased_by = local.lease_value(token);
         let st = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
         let rows = client.query(&st, &[&now_ms, &big(limit), &leased_by, &local.lease_ms, &held]).await.map_err(pg_error)?;
-        let mut items: Vec<QueueItem> = Vec::with_capacity(rows.len());
+        let mut items: Vec<(QueueItem, Option<i64>)> = Vec::with_capacity(rows.len());
         let mut unreadable = None;
         for row in &rows {
-            match queue_row(row) {
+            match queue_row(row).and_then(|item| Ok((item, col::<Option<i64>>(row, "run_rev")?))) {
                 Ok(item) => items.push(item),
                 // Its lease stays and runs out, so it does not block the queue.
                 Err(e) => unreadable = Some(e),
             }
         }
         if let Some(e) = unreadable {
-            let ids: Vec<String> = items.iter().map(|i| i.id.0.clone()).collect();
+            let ids: Vec<String> = items.iter().map(|(i, _)| i.id.0.clone()).collect();
             if let Err(release) = client.execute(RELEASE, &[&ids, &leased_by]).await {
                 tracing::warn!(error = %release, "could not release claimed items after a corrupt one");
             }
             return Err(e);
         }
-        items.sort_by(|a, b| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
-        local.held().extend(items.iter().map(|i| (i.id.clone(), token)));
-        claim.items = items.into_iter().map(|item| Claimed { lease: Lease { item: item.id.clone(), token }, item }).collect();
+        items.sort_by(|(a, _), (b, _)| (a.available_at_ms, &a.id).cmp(&(b.available_at_ms, &b.id)));
+        local.held().extend(items.iter().map(|(i, _)| (i.id.clone(), token)));
+        claim.items =
+            items.into_iter().map(|(item, run_rev)| Claimed { lease: Lease { item: item.id.clone(), token }, item, run_rev }).collect();
     }
     let held: Vec<String> = local.held().keys().map(|id| id.0.clone()).collect();
     let st = client.prepare_cached(NEXT).await.map_err(pg_error)?;

@@ -34,6 +34,7 @@ fn item(run_id: RunId, at: i64) -> QueueItem {
 pub async fn run_all(store: &dyn Store) {
     ingest_and_read_back(store).await;
     claims_respect_time_and_leases(store).await;
+    claims_carry_the_runs_revision(store).await;
     steps_are_memoized_once_in_order(store).await;
     revision_guard_conflicts(store).await;
     pauses_are_consumed_once(store).await;
@@ -574,6 +575,29 @@ async fn claims_respect_time_and_leases(store: &dyn Store) {
     }
     store.commit(Commit { ops: vec![WriteOp::ClearRunWork(rid)] }).await.unwrap();
     assert!(store.run_items(rid).await.unwrap().is_empty());
+}
+
+async fn claims_carry_the_runs_revision(store: &dyn Store) {
+    let ev = EventId(Ulid::new());
+    let rid = RunId(Ulid::new());
+    let orphan = RunId(Ulid::new());
+    store.commit(Commit { ops: vec![WriteOp::InsertRun(run(rid, ev))] }).await.unwrap();
+    let r = store.run(rid).await.unwrap().unwrap();
+    let (mine, none) = (item(rid, 1), item(orphan, 1));
+    store
+        .commit(Commit {
+            ops: vec![WriteOp::UpdateRun { run: r, expected_rev: 0 }, WriteOp::Enqueue(mine.clone()), WriteOp::Enqueue(none.clone())],
+        })
+        .await
+        .unwrap();
+    let c = store.claim(200, 1000).await.unwrap();
+    let got = |id: &QueueItemId| c.items.iter().find(|i| &i.id == id).expect("the due item is claimed").run_rev;
+    assert_eq!(got(&mine.id), Some(1), "a claimed item carries its run's revision");
+    assert_eq!(got(&none.id), None, "and none when its run has no row");
+    for i in &c.items {
+        let _ = store.release(&i.lease).await;
+    }
+    store.commit(Commit { ops: vec![WriteOp::ClearRunWork(rid), WriteOp::ClearRunWork(orphan)] }).await.unwrap();
 }
 
 async fn steps_are_memoized_once_in_order(store: &dyn Store) {

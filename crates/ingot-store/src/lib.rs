@@ -77,6 +77,10 @@ pub struct Lease {
 pub struct Claimed {
     pub item: QueueItem,
     pub lease: Lease,
+    /// The revision ([`RunRecord::rev`]) of the item's run when the item was
+    /// claimed (`None`: no such run). A caller that kept what it read of the
+    /// run at that revision may use it instead of reading the run again.
+    pub run_rev: Option<i64>,
 }
 
 impl std::ops::Deref for Claimed {

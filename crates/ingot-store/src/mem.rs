@@ -446,7 +446,13 @@ impl Store for MemStore {
                 break;
             }
         }
-        let items = taken.into_iter().map(|item| Claimed { lease: inner.inflight.take(&item.id), item }).collect();
+        let items = taken
+            .into_iter()
+            .map(|item| {
+                let run_rev = inner.runs.get(&item.run_id).map(|r| r.rev);
+                Claimed { lease: inner.inflight.take(&item.id), run_rev, item }
+            })
+            .collect();
         Ok(Claim { items, next_at_ms })
     }
 

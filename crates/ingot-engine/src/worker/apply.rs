@@ -9,6 +9,7 @@ use ingot_store::{Claimed, Guard, RunRecord, WriteOp};
 use rand::Rng;
 use serde_json::Value;
 
+use super::cache::CallState;
 use super::Worker;
 use crate::error::{EngineError, Result};
 
@@ -35,15 +36,27 @@ impl Worker {
         self.decide_for(run_id, pending, None).await
     }
 
-    /// Decides `pending` for `run_id` (with the run and its events already
-    /// read in `loaded` for the first try; a conflict reads them again) and
+    /// Decides `pending` for `run_id` (with the run, its events and its steps
+    /// already read in `loaded` for the first try; a conflict reads them
+    /// again) and
     /// commits the decision with the item's ack, the extra writes, and, when
     /// a pause guards it, only if that pause is still waiting.
     ///
     /// A decision whose writes keep failing (not a revision conflict, which
     /// just decides again) is tried [`MAX_WRITE_FAILURES`] times; then the run
     /// fails with the error, so no run loops on a write that cannot succeed.
-    pub(super) async fn decide_for(&self, run_id: RunId, pending: Pending, mut loaded: Option<(RunRecord, Vec<Value>)>) -> Result<()> {
+    ///
+    /// When the first try commits, the run as it left it is kept for its
+    /// next call ([`super::cache`]); otherwise it is forgotten there.
+    pub(super) async fn decide_for(&self, run_id: RunId, pending: Pending, mut loaded: Option<CallState>) -> Result<()> {
+        let result = self.decide_and_commit(run_id, pending, loaded.take()).await;
+        if result.is_err() {
+            self.cache.forget(run_id);
+        }
+        result
+    }
+
+    async fn decide_and_commit(&self, run_id: RunId, pending: Pending, mut loaded: Option<CallState>) -> Result<()> {
         let Pending { mut input, item, guard, extra } = pending;
         let shared = &self.shared;
         let mut failures = 0;
@@ -53,15 +66,16 @@ impl Worker {
             if let Some(it) = &item {
                 ops.push(WriteOp::Ack(it.lease.clone()));
             }
-            let (run, events) = match loaded.take() {
-                Some(l) => l,
+            let first = loaded.take();
+            let (run, events) = match &first {
+                Some(l) => (l.run.clone(), l.events.clone()),
                 None => {
                     let Some(run) = shared.store.run(run_id).await? else {
                         shared.commit(ops).await?;
                         return Ok(());
                     };
-                    let events = shared.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
-                    (run, events)
+                    let events: Vec<Value> = shared.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+                    (run, std::sync::Arc::new(events))
                 }
             };
             if run.status().is_terminal() {
@@ -73,19 +87,30 @@ impl Worker {
                 Policy { retry: shared.config.retry, jitter_ms: rand::thread_rng().gen_range(0..=ingot_core::backoff::MAX_JITTER_MS) };
             let now = shared.clock.now_ms();
             let decision = decide_with(&run.state, input.clone(), now, policy, &shared.registry);
-            let result = match self.carry_out(&run, decision, &events, now, lifecycle).await {
+            let mut keep = None;
+            let result = match self.carry_out(&run, decision, &events[..], now, lifecycle).await {
                 Ok(mut decided) => {
                     decided.extend(extra.iter().cloned());
                     match &guard {
                         Some(p) => ops.push(WriteOp::Guarded { otherwise: vec![], guard: Guard::ConsumePause(p.clone()), then: decided }),
-                        None => ops.extend(decided),
+                        None => {
+                            // What the run will be once this commits, kept for its next call.
+                            keep = first.as_ref().map(|before| self.cache.after(before, &decided));
+                            ops.extend(decided);
+                        }
                     }
                     shared.commit(ops).await.map(|_| ())
                 }
                 Err(e) => Err(e),
             };
             let error = match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    match keep.flatten() {
+                        Some(next) => self.cache.put(next),
+                        None => self.cache.forget(run_id),
+                    }
+                    return Ok(());
+                }
                 Err(e) if e.is_conflict() => continue,
                 // Another claim holds the item now: the decision is theirs to make.
                 Err(e) if e.is_lease_lost() => return Err(e),

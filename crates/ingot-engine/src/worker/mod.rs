@@ -4,6 +4,7 @@
 //! [`fire`].
 
 mod apply;
+mod cache;
 mod fire;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct Worker {
     limiter: Limiter,
     /// At most this many items are processed at once.
     slots: Arc<Semaphore>,
+    /// Runs as their last decision left them, for their next call.
+    cache: cache::RunCache,
 }
 
 /// How long a call waits before it asks again for a concurrency slot held on
@@ -50,7 +53,7 @@ enum Outcome {
 impl Worker {
     pub fn new(shared: Arc<Shared>, ingest: Arc<Ingest>, starter: Arc<Starter>) -> Worker {
         let workers = shared.config.workers.max(1);
-        Worker { shared, ingest, starter, limiter: Limiter::default(), slots: Arc::new(Semaphore::new(workers)) }
+        Worker { shared, ingest, starter, limiter: Limiter::default(), slots: Arc::new(Semaphore::new(workers)), cache: Default::default() }
     }
 
     /// Cancels a run now: the decision is committed before this returns.
@@ -172,7 +175,19 @@ impl Worker {
             _ => {}
         }
         let shared = &self.shared;
-        let Some(run) = shared.store.run(item.run_id).await? else { return self.ack(&item).await };
+        // Kept by the decision that queued this item, if the run is still at
+        // the revision the claim saw (a parked call's claim may be old: read).
+        let cached = match (item.run_rev, &held) {
+            (Some(rev), None) => self.cache.take(item.run_id, rev),
+            _ => None,
+        };
+        let run = match &cached {
+            Some(c) => c.run.clone(),
+            None => match shared.store.run(item.run_id).await? {
+                Some(run) => run,
+                None => return self.ack(&item).await,
+            },
+        };
         tracing::Span::current().record("function", run.state.function.as_str());
         let _held = held.map(|keys| Held { worker: self.clone(), keys });
         if run.status().is_terminal() {
@@ -180,7 +195,7 @@ impl Worker {
         }
         let mut guard = None;
         let mut extra = Vec::new();
-        let mut loaded_events: Option<Vec<Value>> = None;
+        let mut loaded: Option<cache::CallState> = None;
         let mut slots = None;
         let input = match item.work.clone() {
             Work::Call { target, attempt } => {
@@ -206,9 +221,15 @@ impl Worker {
                 match function.as_ref().and_then(|f| f.config.url().map(str::to_string)) {
                     None => Input::FunctionNotFound { target, attempt },
                     Some(url) => {
-                        let events: Vec<Value> = shared.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
-                        loaded_events = Some(events.clone());
-                        let steps = shared.store.run_steps(run.id()).await?;
+                        let (events, events_bytes, steps) = match &cached {
+                            Some(c) => (c.events.clone(), c.events_bytes, c.steps.clone()),
+                            None => {
+                                let events: Vec<Value> =
+                                    shared.store.events_by_ids(&run.event_ids).await?.into_iter().map(|e| e.payload).collect();
+                                let bytes = cache::json_bytes(&events);
+                                (Arc::new(events), bytes, Arc::new(shared.store.run_steps(run.id()).await?))
+                            }
+                        };
                         let checkpoint = shared.config.checkpointing.then(|| function.as_ref().map(|f| f.record.uuid.clone())).flatten();
                         let qi = item.id.0.clone();
                         let request = driver::build_request(
@@ -233,6 +254,7 @@ impl Worker {
                         // step.fetch / step.ai.infer ops: the engine makes their requests.
                         let (gateway, history) = shared.gateway.perform(&run.state, &outcome.reply, shared.clock.now_ms()).await;
                         extra.extend(history);
+                        loaded = Some(cache::CallState { run: run.clone(), events, events_bytes, steps });
                         Input::Reply { target, attempt, reply: outcome.reply, meta: outcome.meta, gateway }
                     }
                 }
@@ -258,7 +280,7 @@ impl Worker {
         };
         // The run cannot have changed while this item was leased except through
         // the API (cancel, checkpoint); the revision guard catches that.
-        let loaded = loaded_events.map(|events| (run, events));
+        drop(run);
         let run_id = item.run_id;
         self.decide_for(run_id, apply::Pending { input, item: Some(item), guard, extra }, loaded).await?;
         drop(slots);

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::apply::apply_all;
 use super::migrate::migrate;
 use super::rows::queue_row;
-use super::sql::{query_all, unavailable, BUSY_TIMEOUT, STATEMENT_CACHE};
+use super::sql::{col, unavailable, BUSY_TIMEOUT, STATEMENT_CACHE};
 use crate::leases::LocalLeases;
 use crate::records::*;
 use crate::{Claim, Claimed, Result, StoreError};
@@ -203,23 +203,28 @@ fn queued(conn: &Connection, id: &QueueItemId) -> Result<bool> {
 
 fn claim(conn: &Connection, inflight: &Mutex<LocalLeases>, now_ms: i64, limit: usize) -> Result<Claim> {
     let held = inflight.lock().unwrap_or_else(|e| e.into_inner()).len();
-    let items = query_all(
-        conn,
-        "SELECT id, run_id, work, available_at_ms, dedupe FROM queue ORDER BY available_at_ms, id LIMIT ?",
-        params![(limit + held + 1) as i64],
-        queue_row,
-    )?;
     let mut claim = Claim::default();
     let mut set = inflight.lock().unwrap_or_else(|e| e.into_inner());
-    for item in items {
-        if set.holds(&item.id) {
+    // Items this process already holds are skipped by id, before their work is parsed.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT q.id, q.run_id, q.work, q.available_at_ms, q.dedupe, r.rev AS run_rev
+             FROM queue q LEFT JOIN runs r ON r.id = q.run_id ORDER BY q.available_at_ms, q.id LIMIT ?",
+        )
+        .map_err(unavailable)?;
+    let mut rows = stmt.query(params![(limit + held + 1) as i64]).map_err(unavailable)?;
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        let id = QueueItemId(col(row, "id")?);
+        if set.holds(&id) {
             continue;
         }
-        if item.available_at_ms <= now_ms && claim.items.len() < limit {
+        let available_at_ms: i64 = col(row, "available_at_ms")?;
+        if available_at_ms <= now_ms && claim.items.len() < limit {
+            let item = queue_row(row)?;
             let lease = set.take(&item.id);
-            claim.items.push(Claimed { item, lease });
+            claim.items.push(Claimed { item, lease, run_rev: col(row, "run_rev")? });
         } else {
-            claim.next_at_ms = Some(item.available_at_ms.max(now_ms));
+            claim.next_at_ms = Some(available_at_ms.max(now_ms));
             break;
         }
     }
