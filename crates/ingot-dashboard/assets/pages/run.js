@@ -197,7 +197,7 @@ export async function render(main, id) {
         retryText(data.trace, now) ? h("span.retry-note", { "data-testid": "run-retry" }, " · ", retryText(data.trace, now)) : null, links],
       actions: [cancel, rerun],
     }));
-    tlBox.replaceChildren(timeline(data, selected, (sid) => { selected = sid; draw(); }, now));
+    tlBox.replaceChildren(timeline(data, selected, (sid) => { selected = sid; safeDraw(); }, now));
     if (!tick || findSpan(data.trace, selected).retry_at_ms) detailBox.replaceChildren(detail(data, findSpan(data.trace, selected), now));
     if (drawnEvents !== data.events) {
       drawnEvents = data.events;
@@ -208,11 +208,21 @@ export async function render(main, id) {
     }
   };
 
+  // A state the page cannot draw (a bug) says so in place of the timeline
+  // and leaves the page live: the next change draws again.
+  const safeDraw = (tick = false) => {
+    try {
+      draw(tick);
+    } catch (e) {
+      console.error("drawing the run failed", e);
+      tlBox.replaceChildren(h("div.empty", { "data-testid": "draw-error" }, h("strong", "This run could not be drawn"), String(e && e.message || e)));
+    }
+  };
   let loadedAt = Date.now();
   const reload = async () => {
     data = await api.run(id);
     loadedAt = Date.now();
-    draw();
+    safeDraw();
   };
   const refresh = debounce(() => reload().catch(() => {}), 120);
 
@@ -221,9 +231,8 @@ export async function render(main, id) {
       h("div.card", h("div.card-head", h("h2", "Timeline"), h("span.muted.small", "Click a step for its output")), tlBox),
       detailBox),
     h("div.card", h("div.card-head", h("h2", "Trigger")), eventsBox));
-  draw();
-
   const unsub = subscribe((msg) => { if ((msg.type === "run" && msg.run_id === data.run.run_id) || msg.type === "resync") refresh(); });
-  const timer = setInterval(() => { if (data.run.status === "Running" || data.run.status === "Queued") draw(true); }, 1000);
+  safeDraw();
+  const timer = setInterval(() => { if (data.run.status === "Running" || data.run.status === "Queued") safeDraw(true); }, 1000);
   return () => { unsub(); clearInterval(timer); };
 }
