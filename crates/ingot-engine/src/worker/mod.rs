@@ -37,8 +37,11 @@ pub struct Worker {
 }
 
 /// How long a call waits before it asks again for a concurrency slot held on
-/// another node (plus up to a quarter more, so waiting calls spread out).
-const SHARED_SLOT_RETRY: i64 = 200;
+/// another node.
+const SHARED_SLOT_RETRY: i64 = 100;
+/// How long the head of a node's line waits for a shared slot before it is
+/// queued again (freeing its worker).
+const SHARED_SLOT_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What processing an item came to.
 enum Outcome {
@@ -199,18 +202,28 @@ impl Worker {
         let mut slots = None;
         let input = match item.work.clone() {
             Work::Call { target, attempt } => {
-                if !run.state.concurrency.is_empty() && shared.store.shared_by_nodes() {
-                    // Several nodes share the limit: the slots are rows in the store.
-                    if !shared.store.take_slots(&item.lease, &run.state.concurrency).await? {
-                        return self.retry_later(&item, SHARED_SLOT_RETRY).await;
-                    }
-                } else if _held.is_none() && !run.state.concurrency.is_empty() {
+                if _held.is_none() && !run.state.concurrency.is_empty() {
+                    // This node's waiting line, in priority order.
                     match self.limiter.admit(&item, &run.state.concurrency) {
                         Admission::Acquired => {}
                         Admission::Parked => return Ok(Outcome::Parked),
                         Admission::Deferred { waiting } => return self.defer(&item, waiting).await,
                     }
                     slots = Some(Held { worker: self.clone(), keys: run.state.concurrency.clone() });
+                }
+                if !run.state.concurrency.is_empty() && shared.store.shared_by_nodes() {
+                    // Several nodes share the limit: the slots are rows in the store.
+                    // The head of this node's line asks again until one is free (the
+                    // others stay parked behind it, in order); after a while it
+                    // gives its place back and is queued again.
+                    let since = std::time::Instant::now();
+                    while !shared.store.take_slots(&item.lease, &run.state.concurrency).await? {
+                        if since.elapsed() > SHARED_SLOT_PATIENCE {
+                            drop(slots.take());
+                            return self.retry_later(&item, SHARED_SLOT_RETRY).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(SHARED_SLOT_RETRY as u64)).await;
+                    }
                 }
                 let function = shared.registry.get(run.state.function.as_str());
                 let first_call = run.state.version == -1 && run.state.done.is_empty();
