@@ -116,11 +116,21 @@ async fn invoke_dev_and_the_rest_api_need_keys() {
     let (status, _) = post(&e, "/invoke/app-f", Some("Bearer evt-wrong-wrong-wrong-wrong"), &json!({"data": {}})).await;
     assert_eq!(status, 401);
     assert!(runs(&e).await.is_empty(), "no run was started");
-    for path in ["/dev", "/v1/runs", "/v1/apps", "/v1/events", "/v0/runs/01JDQ8Z6V7C2K3M4N5P6Q7R8S9/actions", "/v1/functions"] {
+    for path in [
+        "/dev",
+        "/v1/runs",
+        "/v1/apps",
+        "/v1/events",
+        "/v0/runs/01JDQ8Z6V7C2K3M4N5P6Q7R8S9/actions",
+        "/v1/functions",
+        "/metrics",
+        "/v1/queue/stats",
+        "/v1/functions/app-f/stats",
+    ] {
         let (status, body) = get(&e, path, None).await;
         assert_eq!(status, 401, "GET {path}: {body}");
     }
-    for path in ["/v0/gql", "/v1/checkpoint/01JDQ8Z6V7C2K3M4N5P6Q7R8S9/async", "/v1/cancellations", "/v1/apps"] {
+    for path in ["/v0/gql", "/v1/checkpoint/01JDQ8Z6V7C2K3M4N5P6Q7R8S9/async", "/v1/cancellations", "/v1/apps", "/v1/signals"] {
         let (status, body) = post(&e, path, None, &json!({})).await;
         assert_eq!(status, 401, "POST {path}: {body}");
     }
